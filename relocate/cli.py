@@ -1,0 +1,438 @@
+"""The ``relocate`` command line.
+
+``relocate import users|organizations|config|global SRC`` with Sentry's flags, plus
+``--dsn`` (the target; without it, the embedded local cluster), ``--import-uuid``,
+``--report-file`` and Beam's own pipeline options, which pass through unchanged
+(``--runner``, ``--direct_running_mode``, ``--direct_num_workers``, ...).
+Also ``relocate schema create``, ``relocate local-db start|stop`` and ``relocate backup``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from typing import Any, TextIO
+
+SCOPES = ("users", "organizations", "config", "global")
+
+GLOBAL_PROMPT = (
+    "Proceeding with this operation will irrecoverably delete all existing low-volume "
+    "data - are you sure want to continue?"
+)
+
+INTEGRITY_HINTS = (
+    "Are you restoring from a backup of the same version of Sentry?",
+    "Are you restoring onto a clean database?",
+    "If so then this IntegrityError might be our fault, you can open an issue here:",
+    "https://github.com/getsentry/sentry/issues/new/choose",
+)
+
+
+class UsageError(Exception):
+    """A command-line usage error (exit status 2)."""
+
+
+def _add_target_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dsn", help="PostgreSQL connection string of the target "
+                        "(default: the embedded local cluster)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relocate",
+        description="Import Sentry exports into PostgreSQL with Apache Beam.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    imp = sub.add_parser("import", help="import an export in one of Sentry's four scopes")
+    scopes = imp.add_subparsers(dest="scope", required=True)
+    for scope in SCOPES:
+        p = scopes.add_parser(scope, help=f"import in the {scope} scope")
+        p.add_argument("src", metavar="SRC", help="export file, gs:// URI, or - for stdin")
+        _add_target_args(p)
+        p.add_argument("--import-uuid", help="identity of the import (random when absent); "
+                       "rerun with the same value to resume")
+        p.add_argument("--decrypt-with", metavar="PRIVATE_KEY.pem")
+        p.add_argument("--decrypt-with-gcp-kms", metavar="CONFIG.json")
+        p.add_argument("--gcp-kms-endpoint", help=argparse.SUPPRESS)
+        p.add_argument("--findings-file", metavar="FILE")
+        p.add_argument("--report-file", metavar="FILE",
+                       help="write every skipped or dropped row, with its reason, as JSON")
+        p.add_argument("--no-prompt", action="store_true")
+        p.add_argument("--silent", action="store_true")
+        p.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
+        if scope != "global":
+            p.add_argument("--merge-users", action="store_true")
+        if scope == "users":
+            p.add_argument("--filter-usernames", default="")
+            p.add_argument("--filter-usernames-file", metavar="FILE")
+        if scope == "organizations":
+            p.add_argument("--filter-org-slugs", default="")
+        if scope == "config":
+            p.add_argument("--overwrite-configs", action="store_true")
+        if scope in ("global", "organizations"):
+            p.add_argument("--geoip-db", metavar="PATH",
+                           help="MaxMind database for user IP country and region codes")
+
+    schema = sub.add_parser("schema", help="the target schema")
+    schema_sub = schema.add_subparsers(dest="action", required=True)
+    create = schema_sub.add_parser("create", help="create the Sentry-compatible schema")
+    _add_target_args(create)
+    schema_sub.add_parser("sql", help="print the schema's DDL")
+
+    local = sub.add_parser("local-db", help="the embedded local PostgreSQL cluster")
+    local.add_argument("action", choices=("start", "stop", "status"))
+
+    try:
+        from relocate.backup_cli import register
+    except ImportError:  # pragma: no cover - the backup commands are optional
+        register = None
+    if register is not None:
+        register(sub)
+    return parser
+
+
+def _usernames(args: argparse.Namespace) -> frozenset[str] | None:
+    if args.filter_usernames and args.filter_usernames_file:
+        raise UsageError("`--filter-usernames` and `--filter-usernames-file` are mutually "
+                         "exclusive options - you may use one or the other, but not both.")
+    if args.filter_usernames_file:
+        with open(args.filter_usernames_file, encoding="utf-8") as f:
+            text = f.read()
+        # Sentry splits the whole file on commas, newlines included.
+        return frozenset(text.split(","))
+    if args.filter_usernames:
+        return frozenset(args.filter_usernames.split(","))
+    return None
+
+
+def _import_uuid(value: str | None) -> str:
+    if value is None:
+        return uuid.uuid4().hex
+    try:
+        return uuid.UUID(value).hex
+    except ValueError:
+        raise UsageError(f"--import-uuid must be a UUID (32 hex digits), got {value!r}") from None
+
+
+class _Progress:
+    """Prints Sentry's "Still importing" line every few seconds, with rows written."""
+
+    def __init__(self, dsn: str, import_uuid: str, out: TextIO, every: float = 5.0) -> None:
+        self._dsn = dsn
+        self._uuid = import_uuid
+        self._out = out
+        self._every = every
+        self._stop = threading.Event()
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self._stop.wait(self._every):
+            line = f"Still importing: {time.monotonic() - self._start:.2f} seconds elapsed."
+            try:
+                with psycopg.connect(self._dsn, connect_timeout=5) as conn:
+                    rows = conn.execute(
+                        "SELECT stage, count(*) FROM relocate_pk_map WHERE import_uuid = %s "
+                        "GROUP BY stage ORDER BY stage", (self._uuid,)
+                    ).fetchall()
+                if rows:
+                    written = sum(n for _, n in rows)
+                    line += f" {written:,} rows written (up to stage {rows[-1][0]})."
+            except Exception:  # noqa: BLE001 - progress is best effort
+                pass
+            print(line, file=self._out, flush=True)
+
+
+def _print_summary(summary: Any, out: TextIO) -> None:
+    header = ("model", "read", "inserted", "existing", "overwritten", "skipped", "dropped")
+    rows = [
+        (name, m.read, m.inserted, m.existing, m.overwritten, m.skipped, m.dropped)
+        for name, m in sorted(summary.models.items())
+    ]
+    t = summary.total
+    rows.append(("total", t.read, t.inserted, t.existing, t.overwritten, t.skipped, t.dropped))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for i, row in enumerate([header, *rows]):
+        if i == len(rows):
+            print("  ".join("-" * w for w in widths), file=out)
+        print("  ".join(str(v).ljust(w) if j == 0 else str(v).rjust(w)
+                        for j, (v, w) in enumerate(zip(row, widths))), file=out)
+
+
+def _skips_summary(summary: Any, out: TextIO) -> None:
+    reasons: dict[tuple[str, str, str], int] = {}
+    for entry in summary.report:
+        if entry["action"] in ("skipped", "dropped"):
+            key = (entry["action"], entry["model"], entry["reason"])
+            reasons[key] = reasons.get(key, 0) + 1
+    if not reasons:
+        return
+    print("Rows not imported:", file=out)
+    for (action, model, reason), n in sorted(reasons.items()):
+        print(f"  {n:>7,} {action} {model}: {reason}", file=out)
+
+
+def _format_finding(f: dict) -> str:
+    return (f"RpcImportError(\n    kind: {f['kind']},\n    on: InstanceID(model: "
+            f"'{f['on']['model']}', ordinal: {f['on']['ordinal']}),\n    left_pk: "
+            f"{f['left_pk']},\n    reason: {f['reason']}\n)")
+
+
+def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO,
+               err: TextIO) -> int:
+    """Runs ``relocate import <scope>``; returns the exit status."""
+    from relocate.schemas.registry import Registry
+
+    say = (lambda *a: None) if args.silent else (lambda *a: print(*a, file=err, flush=True))
+    scope = args.scope
+    findings_file = open(args.findings_file, "w", encoding="utf-8") if args.findings_file \
+        else None  # noqa: SIM115 - Sentry truncates it before anything else happens
+    try:
+        if args.decrypt_with and args.decrypt_with_gcp_kms:
+            raise UsageError("`--decrypt-with` and `--decrypt-with-gcp-kms` are mutually "
+                             "exclusive options - you may use one or the other, but not both.")
+        if scope == "global" and not args.no_prompt:
+            answer = _confirm(GLOBAL_PROMPT, err)
+            if not answer:
+                print("Import cancelled.", file=err)
+                return 0
+        decryption = None
+        if args.decrypt_with or args.decrypt_with_gcp_kms:
+            from relocate.io.crypto import DecryptionSpec
+
+            decryption = DecryptionSpec.from_flags(args.decrypt_with, args.decrypt_with_gcp_kms,
+                                                   args.gcp_kms_endpoint)
+        import_uuid = _import_uuid(args.import_uuid)
+        with ExitStack() as stack:
+            dsn = args.dsn
+            if dsn is None:
+                from relocate.embedded import embedded_target
+
+                dsn = stack.enter_context(embedded_target(err))
+            say(f"Import UUID: {import_uuid}")
+            registry = Registry.load()
+            result = _execute(args, beam_args, dsn, import_uuid, registry, decryption, say, err)
+            summary, exit_code = result
+        if findings_file is not None:
+            json.dump(summary.findings, findings_file, sort_keys=True, ensure_ascii=True,
+                      indent=2)
+            findings_file.write("\n")
+        if args.report_file:
+            with open(args.report_file, "w", encoding="utf-8") as f:
+                json.dump({"import_uuid": import_uuid, "rows": summary.report}, f, indent=1)
+        if summary.findings:
+            for finding in summary.findings:
+                print(_format_finding(finding), file=err)
+            if any(f["kind"] == "IntegrityError" for f in summary.findings):
+                for hint in INTEGRITY_HINTS:
+                    print(hint, file=err)
+            print(f"Import failed; rows already committed stay tagged with import UUID "
+                  f"{import_uuid}: fix the cause and rerun with --import-uuid {import_uuid} "
+                  "to resume.", file=err)
+        elif not args.silent:
+            _print_summary(summary, err)
+            _skips_summary(summary, err)
+        return exit_code
+    finally:
+        if findings_file is not None:
+            findings_file.close()
+
+
+def _confirm(prompt: str, err: TextIO) -> bool:
+    print(f"{prompt} [y/N]: ", end="", file=err, flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, ValueError):
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _execute(args: argparse.Namespace, beam_args: list[str], dsn: str, import_uuid: str,
+             registry: Any, decryption: Any, say: Any, err: TextIO) -> tuple[Any, int]:
+    import apache_beam as beam
+    import psycopg
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from relocate.convert import build_layouts
+    from relocate.finish import read_summary
+    from relocate.pipelines.importer import ImportPlan, build
+    from relocate.schemas.catalog import read_catalog
+    from relocate.schemas.ddl import load_tables
+    from relocate.schemas.ledger import LEDGER_DDL
+    from relocate.schemas.removed import REMOVED_MODELS
+    from relocate.settings import ImportSettings
+    from relocate.wipe import wipe_database
+
+    scope = args.scope
+    settings = ImportSettings(
+        scope=scope,
+        import_uuid=import_uuid,
+        run_id=uuid.uuid4().hex,
+        dsn=dsn,
+        merge_users=getattr(args, "merge_users", False),
+        overwrite_configs=getattr(args, "overwrite_configs", False),
+        filter_usernames=_usernames(args) if scope == "users" else None,
+        filter_org_slugs=(frozenset(args.filter_org_slugs.split(","))
+                          if scope == "organizations" and args.filter_org_slugs else None),
+        batch_size=args.batch_size,
+        geoip_db=getattr(args, "geoip_db", None),
+    )
+    with psycopg.connect(dsn) as conn:
+        for statement in LEDGER_DDL:
+            conn.execute(statement)
+        conn.commit()
+        catalog = read_catalog(conn)
+        if scope == "global":
+            resumed = conn.execute("SELECT 1 FROM relocate_import WHERE import_uuid = %s",
+                                   (import_uuid,)).fetchone()
+            if not resumed:
+                wipe_database(conn, registry)
+        conn.execute(
+            "INSERT INTO relocate_import (import_uuid, scope, flags) VALUES (%s, %s, %s) "
+            "ON CONFLICT (import_uuid) DO UPDATE SET status = 'running', finished_at = NULL",
+            (import_uuid, scope, json.dumps({"merge_users": settings.merge_users,
+                                             "overwrite_configs": settings.overwrite_configs})),
+        )
+        conn.commit()
+    field_map = {
+        model: {c["field"]: c["column"] for c in entry["columns"]}
+        for model, entry in load_tables()["tables"].items()
+    }
+    plan = ImportPlan(
+        source=args.src,
+        settings=settings,
+        registry=registry,
+        layouts=build_layouts(registry, field_map, catalog),
+        removed_models=REMOVED_MODELS,
+        decryption=decryption,
+    )
+    options = PipelineOptions(beam_args)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, plan)
+    progress = _Progress(dsn, import_uuid, err) if not args.silent else None
+    with progress if progress is not None else ExitStack():
+        result = pipeline.run()
+        result.wait_until_finish()
+    read_counts = _read_counts(result)
+    with psycopg.connect(dsn) as conn:
+        summary = read_summary(conn, settings, read_counts)
+        status = "failed" if summary.findings else "done"
+        conn.execute("UPDATE relocate_import SET status = %s, finished_at = now() "
+                     "WHERE import_uuid = %s", (status, import_uuid))
+        conn.commit()
+    return summary, (1 if summary.findings else 0)
+
+
+def _read_counts(result: Any) -> dict[str, int]:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    counts: dict[str, int] = {}
+    try:
+        query = result.metrics().query(MetricsFilter().with_namespace("relocate.read"))
+    except Exception:  # noqa: BLE001 - a runner without metrics: no read column
+        return counts
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + (value or 0)
+    return counts
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    """Entry point of the ``relocate`` console script."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "import":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if not any(a.startswith("--runner") for a in extra):
+        # The DirectRunner first tries to download Prism, which cannot work offline.
+        extra = ["--runner=FnApiRunner", *extra]
+    logging.basicConfig(
+        level=logging.WARNING if getattr(args, "silent", False) else logging.INFO,
+        format="%(message)s",
+        stream=err,
+    )
+    for noisy in ("apache_beam", "root"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        if args.command == "import":
+            return run_import(args, extra, out, err)
+        if args.command == "schema":
+            return _schema(args, out, err)
+        if args.command == "local-db":
+            return _local_db(args, out, err)
+        return args.func(args)
+    except UsageError as exc:
+        parser.print_usage(err)
+        print(f"Error: {exc}", file=err)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - turned into a clear message and exit 1
+        from relocate.errors import describe
+
+        message = describe(exc)
+        if message is None:
+            raise
+        print(f"Error: {message}", file=err)
+        return 1
+
+
+def _schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from relocate.schemas.ddl import create_schema, schema_statements
+
+    if args.action == "sql":
+        for statement in schema_statements():
+            print(statement.strip() + ";", file=out)
+        return 0
+    if args.dsn is None:
+        from relocate.embedded import embedded_target
+
+        with embedded_target(err):
+            pass
+        print("Schema created in the embedded database.", file=err)
+        return 0
+    import psycopg
+
+    with psycopg.connect(args.dsn) as conn:
+        create_schema(conn)
+    print("Schema created.", file=err)
+    return 0
+
+
+def _local_db(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from relocate.embedded import data_dir, embedded_target, stop_embedded
+    from relocate.io.localpg import LocalCluster
+
+    if args.action == "start":
+        with embedded_target(err, keep_running=True) as dsn:
+            print(dsn, file=out)
+        return 0
+    if args.action == "stop":
+        print("stopped" if stop_embedded() else "no embedded cluster", file=err)
+        return 0
+    cluster = LocalCluster(data_dir())
+    running = cluster.initialized() and cluster.running()
+    print(f"{cluster.data_dir}: {'running' if running else 'stopped'}", file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

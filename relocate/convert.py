@@ -1,0 +1,146 @@
+"""From export fields to target columns: mapping, type conversion and validation.
+
+A ``TableLayout`` joins what the registry knows of a model (its foreign keys), the field
+-> column map of the schema (``tables.json``: most fields are ``x`` or ``x_id``, some are
+not, e.g. ``sentry.user.name`` is the column ``first_name``) and what the target database
+really has (the catalog). Only columns found there are ever written, under the catalog's
+own names: field names from the export never reach SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from relocate.io.export_reader import Row
+from relocate.schemas.registry import ForeignKey, Registry
+from relocate.values import ValueProblem, coerce, column_kind
+
+
+class RowInvalid(ValueError):
+    """A row that cannot be imported: becomes a ValidationError finding."""
+
+
+class Converted(NamedTuple):
+    """A row whose fields are mapped to target columns and converted.
+
+    ``values`` maps column -> value; foreign-key columns still hold the *source* pk.
+    """
+
+    model: str
+    ordinal: int
+    pk: int
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ColumnLayout:
+    field: str
+    column: str
+    kind: str
+    nullable: bool
+    has_default: bool
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """How one model's rows become rows of its target table."""
+
+    model: str
+    table: str
+    columns: tuple[ColumnLayout, ...]
+    foreign_keys: tuple[tuple[str, ForeignKey], ...]  # (column, fk)
+    id_sequence: str | None
+    self_references: tuple[str, ...] = ()
+
+    def by_field(self) -> dict[str, ColumnLayout]:
+        return {c.field: c for c in self.columns}
+
+    def column(self, name: str) -> ColumnLayout | None:
+        for col in self.columns:
+            if col.column == name:
+                return col
+        return None
+
+
+def build_layouts(
+    registry: Registry, field_map: dict[str, dict[str, str]], catalog: Any
+) -> dict[str, TableLayout | None]:
+    """Builds the layout of every model; None for models whose table the target lacks.
+
+    Args:
+        registry: the model registry.
+        field_map: model -> {export field: column}, from the schema (``tables.json``).
+        catalog: the target's catalog (``relocate.schemas.catalog.Catalog``).
+    """
+    layouts: dict[str, TableLayout | None] = {}
+    for model in registry.models:
+        table = catalog.table(model.table)
+        if table is None:
+            layouts[model.name] = None
+            continue
+        fields = dict(field_map.get(model.name, {}))
+        for fk in model.foreign_keys:
+            fields.setdefault(fk.field, fk.column)
+        columns = []
+        for field, column in sorted(fields.items()):
+            info = table.column(column)
+            if info is None or column == "id":
+                continue
+            columns.append(
+                ColumnLayout(
+                    field=field,
+                    column=info.name,
+                    kind=column_kind(info.type),
+                    nullable=info.nullable,
+                    has_default=info.default is not None,
+                )
+            )
+        by_column = {c.column for c in columns}
+        fks = tuple((fk.column, fk) for fk in model.foreign_keys if fk.column in by_column)
+        layouts[model.name] = TableLayout(
+            model=model.name,
+            table=table.name,
+            columns=tuple(columns),
+            foreign_keys=fks,
+            id_sequence=table.id_sequence,
+            self_references=tuple(c for c in model.self_references if c in by_column),
+        )
+    return layouts
+
+
+def convert_row(row: Row, layout: TableLayout) -> Converted:
+    """Maps and converts one row's fields.
+
+    Fields the target lacks (removed fields of older exports, unknown fields) are
+    ignored, as Sentry ignores them. Foreign keys are left as source pks.
+
+    Raises:
+        RowInvalid: a value the column cannot hold, named by field.
+    """
+    values: dict[str, Any] = {}
+    by_field = layout.by_field()
+    for field, value in row.fields.items():
+        col = by_field.get(field)
+        if col is None:
+            continue
+        try:
+            converted = coerce(value, col.kind)
+        except ValueProblem as exc:
+            raise RowInvalid(f"field `{field}`: {exc}") from None
+        if converted is None and not col.nullable and not col.has_default:
+            raise RowInvalid(f"field `{field}` may not be null")
+        if converted is None and not col.nullable:
+            # An explicit null where Sentry has a default: let the default apply.
+            continue
+        values[col.column] = converted
+    return Converted(row.model, row.ordinal, row.pk, values)
+
+
+def missing_required(layout: TableLayout, values: dict[str, Any]) -> list[str]:
+    """Columns that are NOT NULL without a default and absent from the row."""
+    return [
+        c.field
+        for c in layout.columns
+        if not c.nullable and not c.has_default and c.column not in values
+    ]

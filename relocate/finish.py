@@ -1,0 +1,191 @@
+"""After the last stage: sequences, Sentry's import-chunk records, and the summary.
+
+Plain functions over a psycopg connection; each is idempotent, so a resumed import can
+run them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from relocate.schemas.registry import Registry
+from relocate.settings import ImportSettings
+
+#: Rows per chunk record (Sentry writes one per batch of 20; any size reads the same).
+CHUNK_SIZE = 1000
+
+
+def set_sequences(conn: psycopg.Connection, tables: list[str]) -> None:
+    """Moves each table's id sequence past its highest id."""
+    with conn.transaction(), conn.cursor() as cur:
+        for table in tables:
+            seq = cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()
+            if not seq or not seq[0]:
+                continue
+            cur.execute(
+                sql.SQL(
+                    "SELECT setval(%s, GREATEST((SELECT COALESCE(max(id), 0) FROM {}), "
+                    "(SELECT last_value FROM {}), 1))"
+                ).format(sql.Identifier(table), sql.SQL(seq[0])),
+                (seq[0],),
+            )
+
+
+def write_chunks(conn: psycopg.Connection, settings: ImportSettings, registry: Registry) -> int:
+    """Writes Sentry's import-chunk records of this import from the ledger.
+
+    Region models go to ``sentry_regionimportchunk``; control models to
+    ``sentry_controlimportchunk`` plus an identical ``sentry_controlimportchunkreplica``.
+    Ordinals count written rows of a model (1-based, in file order), as Sentry's do.
+    """
+    control = [m.name for m in registry.models if m.is_control]
+    total = 0
+    with conn.transaction(), conn.cursor() as cur:
+        for table, silo_filter in (
+            ("sentry_regionimportchunk", "NOT"),
+            ("sentry_controlimportchunk", ""),
+            ("sentry_controlimportchunkreplica", ""),
+        ):
+            query = sql.SQL(
+                """
+                WITH written AS (
+                    SELECT model, old_pk, new_pk, kind, slug,
+                           row_number() OVER (PARTITION BY model ORDER BY ordinal) AS n
+                    FROM relocate_pk_map
+                    WHERE import_uuid = %(u)s AND {silo} (model = ANY(%(control)s))
+                ), chunks AS (
+                    SELECT model, (n - 1) / %(size)s AS chunk, min(n) AS min_ordinal,
+                           max(n) AS max_ordinal,
+                           (array_agg(old_pk ORDER BY n))[1] AS min_source_pk,
+                           max(old_pk) AS max_source_pk,
+                           (array_agg(new_pk ORDER BY n) FILTER (WHERE kind = 'Inserted'))[1]
+                               AS min_inserted_pk,
+                           max(new_pk) FILTER (WHERE kind = 'Inserted') AS max_inserted_pk,
+                           COALESCE(jsonb_object_agg(old_pk::text, new_pk)
+                               FILTER (WHERE kind = 'Inserted'), '{{}}') AS inserted_map,
+                           COALESCE(jsonb_object_agg(old_pk::text, new_pk)
+                               FILTER (WHERE kind = 'Existing'), '{{}}') AS existing_map,
+                           COALESCE(jsonb_object_agg(old_pk::text, new_pk)
+                               FILTER (WHERE kind = 'Overwrite'), '{{}}') AS overwrite_map,
+                           COALESCE(jsonb_object_agg(old_pk::text, slug)
+                               FILTER (WHERE kind = 'Inserted' AND slug IS NOT NULL), '{{}}')
+                               AS inserted_identifiers
+                    FROM written GROUP BY model, chunk
+                )
+                INSERT INTO {table} (date_added, date_updated, import_uuid, model, min_ordinal,
+                    max_ordinal, min_source_pk, max_source_pk, min_inserted_pk,
+                    max_inserted_pk, inserted_map, existing_map, overwrite_map,
+                    inserted_identifiers)
+                SELECT now(), now(), %(u)s, model, min_ordinal, max_ordinal, min_source_pk,
+                       max_source_pk, min_inserted_pk, max_inserted_pk, inserted_map,
+                       existing_map, overwrite_map, inserted_identifiers
+                FROM chunks
+                ON CONFLICT DO NOTHING
+                """
+            ).format(silo=sql.SQL(silo_filter), table=sql.Identifier(table))
+            cur.execute(query, {"u": settings.import_uuid, "control": control,
+                                "size": CHUNK_SIZE})
+            total += cur.rowcount
+    return total
+
+
+def finish_import(conn: psycopg.Connection, settings: ImportSettings, registry: Registry) -> None:
+    """Everything that runs once after the last stage wrote its rows."""
+    with conn.cursor() as cur:
+        rows = cur.execute(
+            "SELECT DISTINCT model FROM relocate_pk_map WHERE import_uuid = %s",
+            (settings.import_uuid,),
+        ).fetchall()
+    conn.commit()
+    models = {r[0] for r in rows}
+    tables = [m.table for m in registry.models if m.name in models]
+    tables += ["sentry_email", "sentry_useremail", "sentry_lostpasswordhash",
+               "sentry_organizationslugreservation", "sentry_organizationmapping",
+               "sentry_organizationmembermapping"]
+    set_sequences(conn, tables)
+    write_chunks(conn, settings, registry)
+
+
+@dataclass
+class ModelSummary:
+    read: int = 0
+    inserted: int = 0
+    existing: int = 0
+    overwritten: int = 0
+    skipped: int = 0
+    dropped: int = 0
+    errors: int = 0
+
+
+@dataclass
+class ImportSummary:
+    """What an import did, per model, read back from the ledger and the report."""
+
+    models: dict[str, ModelSummary] = field(default_factory=dict)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    report: list[dict[str, Any]] = field(default_factory=list)
+
+    def model(self, name: str) -> ModelSummary:
+        return self.models.setdefault(name, ModelSummary())
+
+    @property
+    def total(self) -> ModelSummary:
+        total = ModelSummary()
+        for m in self.models.values():
+            for f in total.__dataclass_fields__:
+                setattr(total, f, getattr(total, f) + getattr(m, f))
+        return total
+
+
+def read_summary(conn: psycopg.Connection, settings: ImportSettings,
+                 read_counts: dict[str, int] | None = None) -> ImportSummary:
+    """Collects the per-model counts, findings and report entries of this run."""
+    summary = ImportSummary()
+    with conn.cursor() as cur:
+        for model, kind, n in cur.execute(
+            "SELECT model, kind, count(*) FROM relocate_pk_map WHERE import_uuid = %s "
+            "GROUP BY model, kind",
+            (settings.import_uuid,),
+        ):
+            entry = summary.model(model)
+            if kind == "Inserted":
+                entry.inserted += n
+            elif kind == "Existing":
+                entry.existing += n
+            else:
+                entry.overwritten += n
+        for model, ordinal, pk, action, reason, kind in cur.execute(
+            "SELECT model, ordinal, source_pk, action, reason, finding_kind "
+            "FROM relocate_report WHERE run_id = %s ORDER BY model, ordinal",
+            (settings.run_id,),
+        ):
+            entry = summary.model(model)
+            if action == "skipped":
+                entry.skipped += 1
+            elif action == "dropped":
+                entry.dropped += 1
+            else:
+                entry.errors += 1
+                summary.findings.append(
+                    {
+                        "finding": "RpcImportError",
+                        "kind": kind or "Unknown",
+                        "left_pk": int(pk) if pk not in (None, "null") and pk.lstrip("-").isdigit()
+                        else None,
+                        "on": {"model": model, "ordinal": ordinal or None},
+                        "reason": reason,
+                        "right_pk": None,
+                    }
+                )
+            summary.report.append(
+                {"model": model, "ordinal": ordinal, "source_pk": pk, "action": action,
+                 "reason": reason}
+            )
+    conn.commit()
+    for model, n in (read_counts or {}).items():
+        summary.model(model).read = n
+    return summary

@@ -1,0 +1,34 @@
+"""Per-model import rules: how each Sentry model is normalised and written.
+
+Models without an entry use ``relocate.io.sink.Handler`` (FK rewrite, plain insert).
+"""
+
+from __future__ import annotations
+
+from relocate.io.sink import Handler
+from relocate.rules.config import ApiTokenHandler, OverwritableConfigHandler
+from relocate.rules.users import (
+    EmailHandler,
+    UserEmailHandler,
+    UserHandler,
+    UserOptionHandler,
+    UserOwnedHandler,
+)
+
+
+def build_handlers() -> dict[str, Handler]:
+    """Returns a fresh handler per model that has rules of its own."""
+    handlers: dict[str, Handler] = {
+        "sentry.user": UserHandler(),
+        "sentry.email": EmailHandler(),
+        "sentry.useremail": UserEmailHandler(),
+        "sentry.useroption": UserOptionHandler(),
+        "sentry.userpermission": UserOwnedHandler(),
+        "sentry.option": OverwritableConfigHandler(("key",)),
+        "sentry.controloption": OverwritableConfigHandler(("key",)),
+        "sentry.relay": OverwritableConfigHandler(("relay_id",)),
+        "sentry.relayusage": OverwritableConfigHandler(("relay_id", "version")),
+        "sentry.userrole": OverwritableConfigHandler(("name",)),
+        "sentry.apitoken": ApiTokenHandler(),
+    }
+    return handlers

@@ -1,0 +1,73 @@
+"""Helpers shared by the per-model rules: Sentry's unique-name scheme, secrets, hashes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+import string
+import unicodedata
+from collections.abc import Callable, Iterator
+
+#: Sentry's suffix alphabet (sic: no "8", "0" twice; spec 6.1 and 12.4).
+SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456790"
+#: (number of tries, suffix length) in the order Sentry tries them.
+SUFFIX_PLAN = ((2, 2), (5, 3), (20, 5), (1, 12))
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def random_string(length: int, alphabet: str = _ALNUM) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def unique_candidates(base: str, max_length: int) -> Iterator[str]:
+    """Yields the names Sentry tries for ``base``: itself, then ``<base>-<suffix>``.
+
+    The base is kept when it is not all digits (an all-digit value is always treated as
+    taken); each suffixed candidate cuts the base to ``max_length - len(suffix) - 1``.
+    """
+    if base and not base.isdigit():
+        yield base[:max_length]
+    for tries, length in SUFFIX_PLAN:
+        for _ in range(tries):
+            suffix = random_string(length, SUFFIX_ALPHABET)
+            yield f"{base[: max_length - length - 1]}-{suffix}"
+
+
+def first_free(base: str, max_length: int, taken: Callable[[str], bool]) -> str | None:
+    """The first candidate name that ``taken`` says is free, or None when all are taken."""
+    for candidate in unique_candidates(base, max_length):
+        if not taken(candidate):
+            return candidate
+    return None
+
+
+def slugify(value: str) -> str:
+    """Django's slugify: ASCII, lower-case, alphanumerics, hyphens and underscores."""
+    value = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode("ascii")
+    value = re.sub(r"[^\w\s-]", "", value.lower())
+    return re.sub(r"[-\s]+", "-", value).strip("-_")
+
+
+def unusable_password() -> str:
+    """A Django pbkdf2_sha256 hash of a random 32-character password nobody knows.
+
+    The password is random (190 bits), so the iteration count adds nothing to its
+    strength; a low one keeps the import fast (Sentry's hasher costs ~0.3 s per user).
+    """
+    password = random_string(32)
+    salt = random_string(22)
+    iterations = 1000
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), iterations)
+    return f"pbkdf2_sha256${iterations}${salt}${base64.b64encode(digest).decode()}"
+
+
+def secure_token(length: int = 32) -> str:
+    """A random token of hex characters (Sentry's validation and lost-password hashes)."""
+    return secrets.token_hex((length + 1) // 2)[:length]
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,83 @@
+"""Rules of the Config-scope models (spec 6.4 and 6.5).
+
+Options, control options, relays, relay usages and user roles keep the existing row on a
+collision of their unique key (Existing) or, with ``--overwrite-configs``, overwrite it in
+place (Overwrite; the old values go to the ledger so a rollback can restore them). API
+tokens get new token values when theirs collide.
+"""
+
+from __future__ import annotations
+
+from relocate.io.sink import (
+    EXISTING,
+    OVERWRITE,
+    Handler,
+    Item,
+    WriteContext,
+    find_existing,
+    insert_row,
+    select_row,
+    update_row,
+)
+from relocate.rules.common import sha256_hex
+from relocate.rules.tokens import fresh_token
+
+
+class OverwritableConfigHandler(Handler):
+    """A config model whose unique key decides Existing / Overwrite / Inserted."""
+
+    def __init__(self, unique: tuple[str, ...]) -> None:
+        self.unique = unique
+
+    def write(self, ctx: WriteContext, items: list[Item]) -> None:
+        for item in items:
+            ctx.current = item
+            key = {c: item.values.get(c) for c in self.unique}
+            existing = None
+            if any(v is not None for v in key.values()):
+                existing = find_existing(ctx, key)
+            if existing is None:
+                insert_row(ctx, item)
+                continue
+            item.new_pk = existing
+            if ctx.settings.overwrite_configs:
+                fields = {c: v for c, v in item.values.items() if c not in self.unique}
+                item.previous = _jsonable(select_row(ctx, existing, fields))
+                update_row(ctx, existing, fields)
+                item.kind = OVERWRITE
+            else:
+                item.kind = EXISTING
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
+
+
+class ApiTokenHandler(Handler):
+    """``sentry.apitoken``: a colliding token or refresh token gets a new value."""
+
+    def prepare(self, ctx: WriteContext, item: Item) -> None:
+        values = item.values
+        for column, hashed in (("token", "hashed_token"), ("refresh_token", "hashed_refresh_token")):
+            value = values.get(column)
+            if value is None:
+                continue
+            taken = find_existing(ctx, {column: value}) is not None
+            if hashed in values and values.get(hashed) is not None and not taken:
+                taken = find_existing(ctx, {hashed: values[hashed]}) is not None
+            if not taken and value in self._seen(ctx, column):
+                taken = True
+            if taken:
+                value = fresh_token(value)
+                values[column] = value
+                if ctx.layout.column(hashed) is not None:
+                    values[hashed] = sha256_hex(value)
+                if column == "token" and ctx.layout.column("token_last_characters"):
+                    values["token_last_characters"] = value[-4:]
+            self._seen(ctx, column).add(value)
+
+    @staticmethod
+    def _seen(ctx: WriteContext, column: str) -> set[str]:
+        # Tokens taken by earlier rows of this batch (not yet in the table).
+        key = f"apitoken:{column}"
+        return ctx.scratch.setdefault(key, set())

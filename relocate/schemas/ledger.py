@@ -1,0 +1,58 @@
+"""DDL of relocate's own bookkeeping tables, created beside Sentry's tables.
+
+* ``relocate_pk_map``: the pk-map ledger. One row per imported source row, keyed by
+  (import_uuid, model, old_pk), claimed in the same transaction as the row's write: the
+  claim is what makes a retried or concurrent batch write nothing twice. ``kind`` is
+  Sentry's ImportKind (Inserted, Existing, Overwrite); ``previous`` keeps the overwritten
+  row's old values so an import can be rolled back.
+* ``relocate_report``: every row an import skipped or dropped, and every finding, with
+  the reason. Keyed by run so that a resumed import reports its own run.
+* ``relocate_import``: one row per import (scope, flags, status), for resume and rollback.
+"""
+
+from __future__ import annotations
+
+LEDGER_TABLES = ("relocate_pk_map", "relocate_report", "relocate_import")
+
+LEDGER_DDL: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS relocate_import (
+        import_uuid uuid PRIMARY KEY,
+        scope text NOT NULL,
+        flags jsonb NOT NULL DEFAULT '{}'::jsonb,
+        status text NOT NULL DEFAULT 'running',
+        started_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS relocate_pk_map (
+        import_uuid uuid NOT NULL,
+        model text NOT NULL,
+        old_pk bigint NOT NULL,
+        new_pk bigint NOT NULL,
+        kind text NOT NULL,
+        slug text,
+        ordinal bigint NOT NULL,
+        stage integer NOT NULL,
+        previous jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (import_uuid, model, old_pk)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS relocate_report (
+        run_id uuid NOT NULL,
+        import_uuid uuid NOT NULL,
+        model text NOT NULL,
+        ordinal bigint NOT NULL,
+        source_pk text,
+        action text NOT NULL,
+        reason text NOT NULL,
+        finding_kind text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (run_id, model, ordinal, action)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS relocate_report_import ON relocate_report (import_uuid)",
+)

@@ -1,0 +1,54 @@
+"""What one import is asked to do: scope, flags and identity. Picklable, immutable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from relocate.schemas.registry import IMPORT_SCOPES
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """The settings of one import run.
+
+    Attributes:
+        scope: ``users``, ``organizations``, ``config`` or ``global``.
+        import_uuid: identity of the import (32 hex chars); the ledger is keyed by it, so
+            rerunning with the same value resumes rather than duplicates.
+        run_id: identity of this run of the import (a resumed import has a new one).
+        dsn: the target database.
+        merge_users: reuse existing users on username collision (``--merge-users``).
+        overwrite_configs: overwrite colliding config rows (``--overwrite-configs``).
+        filter_usernames: only these users (None: no filter).
+        filter_org_slugs: only these organizations (None: no filter).
+        batch_size: rows per write transaction.
+        geoip_db: a MaxMind database for user IP country/region codes.
+        region_name: the region recorded in org mappings and slug reservations.
+        url_prefix: the instance URL written into regenerated org auth tokens.
+    """
+
+    scope: str
+    import_uuid: str
+    run_id: str
+    dsn: str
+    merge_users: bool = False
+    overwrite_configs: bool = False
+    filter_usernames: frozenset[str] | None = None
+    filter_org_slugs: frozenset[str] | None = None
+    batch_size: int = 1000
+    geoip_db: str | None = None
+    region_name: str = "us"
+    url_prefix: str = "http://localhost:9000"
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.scope not in IMPORT_SCOPES:
+            raise ValueError(f"unknown import scope {self.scope!r}")
+
+    @property
+    def relocation_scopes(self) -> frozenset[str]:
+        return IMPORT_SCOPES[self.scope]
+
+    @property
+    def is_global(self) -> bool:
+        return self.scope == "global"

@@ -1,0 +1,183 @@
+"""``AdmitRows`` and ``ConvertRows``: scope, filters, and column conversion.
+
+Thin DoFns over ``relocate.admission`` and ``relocate.convert``. Skipped rows go to the
+``skipped`` output as report entries; rows that fail validation go to ``findings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+
+from relocate.admission import (
+    Filters,
+    member_user_pk,
+    org_pks_with_slugs,
+    skip_reason,
+    user_email_if_selected,
+)
+from relocate.convert import RowInvalid, TableLayout, convert_row, missing_required
+from relocate.io.export_reader import BadRow, Row
+from relocate.io.sink import Finding
+from relocate.schemas.registry import Registry
+from relocate.settings import ImportSettings
+
+SKIPPED = "skipped"
+FINDINGS = "findings"
+
+
+def report_entry(row: Row, action: str, reason: str) -> tuple:
+    """A report row: (model, ordinal, source pk, action, reason)."""
+    return (row.model, row.ordinal, row.pk, action, reason)
+
+
+def bad_row_finding(bad: BadRow) -> Finding:
+    return Finding(
+        "DeserializationFailed",
+        bad.model,
+        bad.ordinal,
+        bad.pk if isinstance(bad.pk, int) else None,
+        f"element {bad.position} of the export: {bad.reason}",
+    )
+
+
+class ResolveFilters(beam.PTransform):
+    """Computes the import's allow-lists from the parsed rows, whatever their order.
+
+    Returns a PCollection holding one ``Filters`` (for use with ``AsSingleton``).
+    """
+
+    def __init__(self, settings: ImportSettings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        settings = self.settings
+        pipeline = rows.pipeline
+        if settings.filter_usernames is None and settings.filter_org_slugs is None:
+            return pipeline | "NoFilters" >> beam.Create([Filters()])
+        users = rows | "Users" >> beam.Filter(lambda r: r.model == "sentry.user")
+        if settings.filter_org_slugs is not None:
+            slugs = settings.filter_org_slugs
+            org_pks = (
+                rows
+                | "Orgs" >> beam.Filter(lambda r: r.model == "sentry.organization")
+                | "OrgPks" >> beam.combiners.ToList()
+                | "ListedOrgs" >> beam.Map(lambda orgs: org_pks_with_slugs(orgs, slugs))
+            )
+            user_pks = (
+                rows
+                | "Members" >> beam.Filter(lambda r: r.model == "sentry.organizationmember")
+                | "MemberUsers" >> beam.FlatMap(
+                    lambda m, pks: [u] if (u := member_user_pk(m, pks)) is not None else [],
+                    pks=beam.pvalue.AsSingleton(org_pks),
+                )
+                | "UserPks" >> beam.combiners.ToList()
+                | "AsUserFilter" >> beam.Map(
+                    lambda pks: Filters(user_pks=frozenset(pks), org_slugs=slugs)
+                )
+            )
+        else:
+            user_pks = pipeline | "UsernameFilter" >> beam.Create(
+                [Filters(usernames=settings.filter_usernames)]
+            )
+        return (
+            users
+            | "Emails" >> beam.FlatMap(
+                lambda u, f: [e] if (e := user_email_if_selected(u, f)) is not None else [],
+                f=beam.pvalue.AsSingleton(user_pks),
+            )
+            | "EmailList" >> beam.combiners.ToList()
+            | "WithEmails" >> beam.Map(
+                lambda emails, f: Filters(f.usernames, f.user_pks, f.org_slugs, frozenset(emails)),
+                f=beam.pvalue.AsSingleton(user_pks),
+            )
+        )
+
+
+class _AdmitFn(beam.DoFn):
+    def __init__(self, registry: Registry, settings: ImportSettings,
+                 removed_models: frozenset[str]) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._removed = removed_models
+
+    def process(self, row: Row, filters: Filters) -> Iterator[Any]:
+        reason = skip_reason(row, self._registry, self._settings, filters, self._removed)
+        if reason is None:
+            yield row
+        else:
+            yield beam.pvalue.TaggedOutput(SKIPPED, report_entry(row, "skipped", reason))
+
+
+class AdmitRows(beam.PTransform):
+    """Splits rows into admitted rows (main) and report entries (``skipped``)."""
+
+    def __init__(self, registry: Registry, settings: ImportSettings,
+                 removed_models: frozenset[str], filters: beam.PCollection) -> None:
+        super().__init__()
+        self.registry = registry
+        self.settings = settings
+        self.removed_models = removed_models
+        self.filters = filters
+
+    def expand(self, rows: beam.PCollection) -> Any:
+        return rows | beam.ParDo(
+            _AdmitFn(self.registry, self.settings, self.removed_models),
+            filters=beam.pvalue.AsSingleton(self.filters),
+        ).with_outputs(SKIPPED, main="admitted")
+
+
+class _ConvertFn(beam.DoFn):
+    def __init__(self, layouts: dict[str, TableLayout | None], settings: ImportSettings) -> None:
+        self._layouts = layouts
+        self._settings = settings
+
+    def setup(self) -> None:
+        from relocate.rules import build_handlers
+
+        self._handlers = build_handlers()
+
+    def process(self, row: Row) -> Iterator[Any]:
+        layout = self._layouts.get(row.model)
+        if layout is None:
+            yield beam.pvalue.TaggedOutput(
+                SKIPPED,
+                report_entry(row, "skipped", "the target database has no table for this model"),
+            )
+            return
+        try:
+            converted = convert_row(row, layout)
+            handler = self._handlers.get(row.model)
+            if handler is not None:
+                handler.validate(converted, self._settings)
+            missing = missing_required(layout, converted.values)
+            if missing:
+                raise RowInvalid(f"required field(s) missing: {', '.join(sorted(missing))}")
+        except RowInvalid as exc:
+            yield beam.pvalue.TaggedOutput(
+                FINDINGS,
+                Finding("ValidationError", row.model, row.ordinal, row.pk, str(exc)),
+            )
+            return
+        yield converted
+
+
+class ConvertRows(beam.PTransform):
+    """Converts admitted rows to target columns; ``findings`` holds validation errors."""
+
+    def __init__(self, layouts: dict[str, TableLayout | None], settings: ImportSettings) -> None:
+        super().__init__()
+        self.layouts = layouts
+        self.settings = settings
+
+    def expand(self, rows: beam.PCollection) -> Any:
+        return rows | beam.ParDo(_ConvertFn(self.layouts, self.settings)).with_outputs(
+            SKIPPED, FINDINGS, main="converted"
+        )
+
+
+def count(items: Iterable[Any]) -> int:
+    return sum(1 for _ in items)

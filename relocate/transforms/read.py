@@ -1,0 +1,87 @@
+"""``ReadExport``: streams a Sentry export (plain or encrypted) into rows."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from relocate.io.export_reader import BadRow, Row, iter_export
+
+log = logging.getLogger("relocate.read")
+
+BAD = "bad"
+PROGRESS_EVERY = 100_000
+
+
+def open_source(path: str) -> Any:
+    """Opens a local path, a ``gs://`` URI (Beam FileSystems) or ``-`` (stdin)."""
+    if path == "-":
+        return sys.stdin.buffer
+    return FileSystems.open(path, compression_type="uncompressed")
+
+
+class _ReadExportFn(beam.DoFn):
+    """Reads one export; emits ``Row`` on the main output and ``BadRow`` on ``bad``."""
+
+    def __init__(self, decryption: Any | None, known_models: frozenset[str]) -> None:
+        self._decryption = decryption
+        self._known = known_models
+
+    def setup(self) -> None:
+        self._rows = Metrics.counter("relocate", "rows_read")
+
+    def process(self, path: str) -> Iterator[Any]:
+        source = open_source(path)
+        try:
+            if self._decryption is not None:
+                from relocate.io.crypto import open_plaintext
+
+                with open_plaintext(source, self._decryption) as plain:
+                    yield from self._rows_of(plain)
+            else:
+                yield from self._rows_of(source)
+        finally:
+            if source is not sys.stdin.buffer:
+                source.close()
+
+    def _rows_of(self, stream: Any) -> Iterator[Any]:
+        count = 0
+        for item in iter_export(stream):
+            count += 1
+            if count % PROGRESS_EVERY == 0:
+                log.info("read %d rows", count)
+            if isinstance(item, BadRow):
+                yield beam.pvalue.TaggedOutput(BAD, item)
+                continue
+            self._rows.inc()
+            Metrics.counter("relocate.read", item.model if item.model in self._known
+                            else "<other>").inc()
+            yield item
+        log.info("read %d rows in all", count)
+
+
+class ReadExport(beam.PTransform):
+    """Reads the export at ``path``.
+
+    Returns a tagged result: the main output holds ``Row``s, ``bad`` holds ``BadRow``s.
+    """
+
+    def __init__(self, path: str, decryption: Any | None, known_models: frozenset[str]) -> None:
+        super().__init__()
+        self.path = path
+        self.decryption = decryption
+        self.known_models = known_models
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
+        return (
+            pbegin
+            | "Source" >> beam.Create([self.path])
+            | "Parse" >> beam.ParDo(_ReadExportFn(self.decryption, self.known_models))
+            .with_outputs(BAD, main="rows")
+        )

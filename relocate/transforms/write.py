@@ -1,0 +1,164 @@
+"""``WriteStage``: writes one stage's rows to PostgreSQL in batches, one model per batch.
+
+The DoFn buffers rows per model and flushes a batch through ``BatchWriter`` every
+``batch_size`` rows (a DirectRunner bundle can be a whole partition, so waiting for
+``finish_bundle`` would hold it all). It waits for its ``gate`` side input: the number of
+findings so far, which is complete only once the previous stage has finished writing.
+A non-zero gate means the import already failed: nothing more is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import psycopg
+from apache_beam.transforms.window import GlobalWindows
+
+from relocate.convert import Converted, TableLayout
+from relocate.io.sink import BatchResult, BatchWriter, write_reports
+from relocate.schemas.registry import Registry
+from relocate.settings import ImportSettings
+
+log = logging.getLogger("relocate.write")
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    conn = psycopg.connect(dsn, autocommit=False, application_name="relocate")
+    conn.execute("SET statement_timeout = 0")
+    conn.commit()
+    return conn
+
+
+class _WriteStageFn(beam.DoFn):
+    def __init__(self, stage: int, registry: Registry, settings: ImportSettings,
+                 layouts: dict[str, TableLayout | None]) -> None:
+        self._stage = stage
+        self._registry = registry
+        self._settings = settings
+        self._layouts = layouts
+
+    def setup(self) -> None:
+        from relocate.rules import build_handlers
+
+        self._handlers = build_handlers()
+        self._conn: psycopg.Connection | None = None
+
+    def _writer(self) -> BatchWriter:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = connect(self._settings.dsn)
+        return BatchWriter(self._conn, self._settings, self._registry, self._layouts,
+                           self._handlers)
+
+    def start_bundle(self) -> None:
+        self._buffers: dict[str, list[Converted]] = {}
+
+    def process(self, row: Converted, gate: int) -> Iterator[dict]:
+        if gate:
+            return  # an earlier finding aborted the import
+        buffer = self._buffers.setdefault(row.model, [])
+        buffer.append(row)
+        if len(buffer) >= self._settings.batch_size:
+            yield self._flush(row.model)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for model in list(self._buffers):
+            if self._buffers[model]:
+                yield GlobalWindows.windowed_value(self._flush(model))
+
+    def _flush(self, model: str) -> dict:
+        rows = self._buffers.pop(model)
+        result: BatchResult = self._writer().write(model, rows)
+        log.info("stage %d: %s: %d rows (%d inserted, %d existing, %d overwritten, "
+                 "%d dropped)", self._stage, model, result.rows, result.inserted,
+                 result.existing, result.overwritten, result.dropped)
+        return dataclasses.asdict(result)
+
+    def teardown(self) -> None:
+        if getattr(self, "_conn", None) is not None:
+            self._conn.close()
+
+
+def _add(results: list[dict], total: int) -> int:
+    return total + sum(r["errors"] for r in results)
+
+
+class WriteStage(beam.PTransform):
+    """Writes the rows of one stage once ``gate`` (findings so far) is known.
+
+    Returns the next gate: a one-element PCollection with the number of findings after
+    this stage.
+    """
+
+    def __init__(self, stage: int, registry: Registry, settings: ImportSettings,
+                 layouts: dict[str, TableLayout | None], gate: beam.PCollection) -> None:
+        super().__init__()
+        self.stage = stage
+        self.registry = registry
+        self.settings = settings
+        self.layouts = layouts
+        self.gate = gate
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        results = rows | "Write" >> beam.ParDo(
+            _WriteStageFn(self.stage, self.registry, self.settings, self.layouts),
+            gate=beam.pvalue.AsSingleton(self.gate),
+        )
+        return (
+            results
+            | "Results" >> beam.combiners.ToList()
+            | "NextGate" >> beam.Map(_add, beam.pvalue.AsSingleton(self.gate))
+        )
+
+
+class _WriteReportsFn(beam.DoFn):
+    """Writes report entries (skipped rows, findings) to ``relocate_report`` in batches."""
+
+    def __init__(self, settings: ImportSettings, batch_size: int = 5000) -> None:
+        self._settings = settings
+        self._batch_size = batch_size
+
+    def setup(self) -> None:
+        self._conn: psycopg.Connection | None = None
+
+    def start_bundle(self) -> None:
+        self._buffer: list[tuple] = []
+
+    def process(self, entry: tuple) -> Iterator[int]:
+        self._buffer.append(entry)
+        if len(self._buffer) >= self._batch_size:
+            yield self._flush()
+
+    def finish_bundle(self) -> Iterator[Any]:
+        if self._buffer:
+            yield GlobalWindows.windowed_value(self._flush())
+
+    def _flush(self) -> int:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = connect(self._settings.dsn)
+        entries, self._buffer = self._buffer, []
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            write_reports(cur, self._settings, entries)
+        return len(entries)
+
+    def teardown(self) -> None:
+        if getattr(self, "_conn", None) is not None:
+            self._conn.close()
+
+
+class WriteReports(beam.PTransform):
+    """Stores report entries; returns the number stored (one element)."""
+
+    def __init__(self, settings: ImportSettings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def expand(self, entries: beam.PCollection) -> beam.PCollection:
+        return (
+            entries
+            | "Store" >> beam.ParDo(_WriteReportsFn(self.settings))
+            | "Total" >> beam.CombineGlobally(sum)
+        )

@@ -1,0 +1,211 @@
+"""Converts exported field values to what a PostgreSQL column of a given type accepts.
+
+Exports carry values as Django's JSON serializer wrote them: bitfields as decimal strings,
+Postgres arrays as JSON lists or (older exports) Python-literal strings, JSON columns as
+objects, datetimes as ISO-8601 text with or without milliseconds. ``coerce`` maps each
+to a Python value psycopg sends correctly, and rejects, with a message naming the
+problem, what the column cannot hold, so bad input becomes a finding before any write.
+"""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+import json
+import math
+import re
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+_VARCHAR = re.compile(r"^character varying\((\d+)\)$")
+_INT_TEXT = re.compile(r"^-?\d{1,19}$")
+
+INT_TYPES = {"bigint": 2**63, "integer": 2**31, "smallint": 2**15}
+
+
+class ValueProblem(ValueError):
+    """A value that the target column cannot hold."""
+
+
+def column_kind(pg_type: str) -> str:
+    """Classifies a ``format_type`` string: int, float, bool, text, timestamp, ...
+
+    Array types are ``array:<element kind>``; varchar(N) is ``varchar:N``.
+    """
+    if pg_type.endswith("[]"):
+        return "array:" + column_kind(pg_type.removesuffix("[]").removesuffix("[]"))
+    if pg_type in INT_TYPES:
+        return "int:" + pg_type
+    if pg_type in ("double precision", "real") or pg_type.startswith("numeric"):
+        return "float"
+    if pg_type == "boolean":
+        return "bool"
+    match = _VARCHAR.match(pg_type)
+    if match:
+        return f"varchar:{match.group(1)}"
+    if pg_type in ("text", "character varying", "citext"):
+        return "text"
+    if pg_type.startswith("timestamp"):
+        return "timestamp"
+    if pg_type == "date":
+        return "date"
+    if pg_type in ("json", "jsonb"):
+        return "json"
+    if pg_type == "uuid":
+        return "uuid"
+    if pg_type in ("inet", "cidr"):
+        return "inet"
+    return "other"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_text(text: str) -> str:
+    if "\x00" in text:
+        raise ValueProblem("text contains a NUL character, which PostgreSQL cannot store")
+    return text
+
+
+def coerce(value: Any, kind: str) -> Any:
+    """Returns ``value`` as the column kind expects it; None stays None.
+
+    Raises:
+        ValueProblem: the value cannot be stored in such a column.
+    """
+    if value is None:
+        return None
+    if kind.startswith("int:"):
+        limit = INT_TYPES[kind[4:]]
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, str) and _INT_TEXT.match(value.strip()):
+            number = int(value.strip())
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        else:
+            raise ValueProblem(f"expected an integer, got {_short(value)}")
+        if not -limit <= number < limit:
+            raise ValueProblem(f"integer {number} is out of range for {kind[4:]}")
+        return number
+    if kind.startswith("varchar:") or kind == "text":
+        if isinstance(value, str):
+            text = value
+        elif isinstance(value, (dict, list)):
+            # Sentry's legacy JSON fields are text columns holding JSON.
+            text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        else:
+            raise ValueProblem(f"expected text, got {_short(value)}")
+        if kind.startswith("varchar:") and len(text) > int(kind[8:]):
+            raise ValueProblem(f"text of {len(text)} characters exceeds the limit of {kind[8:]}")
+        return _check_text(text)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("true", "false", "t", "f"):
+            return value.lower() in ("true", "t")
+        raise ValueProblem(f"expected a boolean, got {_short(value)}")
+    if kind == "float":
+        if isinstance(value, bool):
+            raise ValueProblem(f"expected a number, got {_short(value)}")
+        if isinstance(value, (int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueProblem(f"expected a finite number, got {_short(value)}")
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueProblem(f"expected a number, got {_short(value)}") from None
+        if not math.isfinite(number):
+            raise ValueProblem(f"expected a finite number, got {_short(value)}")
+        return number
+    if kind == "timestamp":
+        if not isinstance(value, str):
+            raise ValueProblem(f"expected an ISO-8601 datetime, got {_short(value)}")
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueProblem(f"expected an ISO-8601 datetime, got {_short(value)}") from None
+        return value
+    if kind == "date":
+        if not isinstance(value, str):
+            raise ValueProblem(f"expected an ISO-8601 date, got {_short(value)}")
+        try:
+            date.fromisoformat(value[:10])
+        except ValueError:
+            raise ValueProblem(f"expected an ISO-8601 date, got {_short(value)}") from None
+        return value[:10]
+    if kind == "json":
+        _check_json(value)
+        return Jsonb(value)
+    if kind == "uuid":
+        try:
+            return str(uuid.UUID(str(value)))
+        except ValueError:
+            raise ValueProblem(f"expected a UUID, got {_short(value)}") from None
+    if kind == "inet":
+        try:
+            text = str(value)
+            return str(ipaddress.ip_interface(text).ip) if "/" not in text else text
+        except ValueError:
+            raise ValueProblem(f"expected an IP address, got {_short(value)}") from None
+    if kind.startswith("array:"):
+        return _coerce_array(value, kind[6:])
+    if isinstance(value, str):
+        return _check_text(value)
+    return value
+
+
+def _check_json(value: Any, depth: int = 0) -> None:
+    # PostgreSQL's jsonb input rejects NUL characters and nests at most ~6000 deep; say so
+    # with the row named instead of failing the whole batch.
+    if depth > 1000:
+        raise ValueProblem("JSON value is nested more than 1000 levels deep")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueProblem("JSON text contains a NUL character (\\u0000)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise ValueProblem("JSON key contains a NUL character (\\u0000)")
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueProblem("JSON value holds NaN or Infinity")
+
+
+def _coerce_array(value: Any, element_kind: str) -> list:
+    if isinstance(value, str):
+        # Older exports wrote Postgres arrays as Python literals: "['a', 'b']".
+        text = value.strip()
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            try:
+                parsed = ast.literal_eval(text) if len(text) < 1_000_000 else None
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                parsed = None
+        if not isinstance(parsed, (list, tuple)):
+            raise ValueProblem(f"expected a list, got {_short(value)}")
+        value = list(parsed)
+    if not isinstance(value, list):
+        raise ValueProblem(f"expected a list, got {_short(value)}")
+    return [
+        _coerce_array(v, element_kind) if isinstance(v, list) else coerce(v, element_kind)
+        for v in value
+    ]

@@ -1,0 +1,46 @@
+"""The Global-scope wipe: Sentry deletes every row of every model before a global import."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from relocate.schemas.registry import Registry
+
+#: Tables Sentry's import writes as side effects; wiped with the models.
+SIDE_EFFECT_TABLES = (
+    "sentry_lostpasswordhash",
+    "sentry_organizationslugreservation",
+    "sentry_organizationmapping",
+    "sentry_organizationmembermapping",
+    "sentry_regionimportchunk",
+    "sentry_controlimportchunk",
+    "sentry_controlimportchunkreplica",
+)
+
+
+def wipe_database(conn: psycopg.Connection, registry: Registry) -> list[str]:
+    """Empties every table the registry knows (relocatable and excluded models that exist
+    in the target) and the side-effect tables, restarting their id sequences.
+
+    The pk-map ledger and the report are emptied too: they describe rows that no longer
+    exist. Returns the tables wiped.
+    """
+    names = [m.table for m in registry.models] + [t for _, t in registry.excluded]
+    names += list(SIDE_EFFECT_TABLES) + ["relocate_pk_map", "relocate_report"]
+    existing = {
+        r[0]
+        for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchall()
+    }
+    tables = [t for t in dict.fromkeys(names) if t in existing]
+    if tables:
+        conn.execute(
+            sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+                sql.SQL(", ").join(map(sql.Identifier, tables))
+            )
+        )
+    conn.execute("UPDATE relocate_import SET status = 'wiped' WHERE status <> 'wiped'")
+    conn.commit()
+    return tables

@@ -1,0 +1,35 @@
+"""Packaging for relocate: Sentry's backup import as an Apache Beam pipeline."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="relocate",
+    version="0.1.0",
+    description="Import Sentry backups into PostgreSQL with Apache Beam",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.15",
+    packages=find_packages(include=["relocate", "relocate.*"]),
+    package_data={"relocate.schemas": ["*.json"]},
+    install_requires=[
+        # Beam caps protobuf below 7; google-cloud-kms 3.18 needs >= 6.33.5, so only
+        # protobuf 6.33.x satisfies both (docs/environment.md, section 1.3).
+        "apache-beam>=2.70,<3",
+        "protobuf>=6.33.5,<7",
+        "grpcio>=1.59,<2",
+        "ijson>=3.3,<4",
+        "cryptography>=42,<51",
+        "google-cloud-kms>=3.18,<4",
+        "psycopg[binary]>=3.2,<3.4",
+        "maxminddb>=2.5,<4",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "hypothesis>=6.100,<7",
+            "ruff>=0.6",
+        ],
+        "gcp": ["apache-beam[gcp]>=2.70,<3"],
+    },
+    entry_points={"console_scripts": ["relocate=relocate.cli:main"]},
+)

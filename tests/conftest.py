@@ -1,0 +1,98 @@
+"""Test harness: a throwaway PostgreSQL cluster and a fresh database per test.
+
+The session starts its own cluster (``LocalCluster``, as the ``postgres`` user when the
+tests run as root), builds a template database with the whole target schema once, and
+clones it for every test that asks for ``db_dsn`` (CREATE DATABASE ... TEMPLATE is a file
+copy: a few tens of milliseconds). The server is stopped at the end, also on failure.
+``TEST_PG_DSN`` points the suite at an existing server instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from relocate.io.localpg import LocalCluster
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+FIXTURES = SHARED / "fixtures" / "sentry"
+TEMPLATE_DB = "relocate_template"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: long-running tests (CI runs them)")
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """Sentry's backup fixtures. Their absence is a failure, not a skip."""
+    if not (FIXTURES / "fresh-install.json").exists():
+        pytest.fail(f"Sentry fixtures not found at {FIXTURES}: the shared directory is missing")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """DSN (database ``postgres``) of a server for this test session."""
+    if os.environ.get("TEST_PG_DSN"):
+        yield os.environ["TEST_PG_DSN"]
+        return
+    base = tempfile.mkdtemp(prefix="relocate-pgtest-", dir="/tmp")
+    cluster = LocalCluster(Path(base), durable=False)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster.dsn()
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _with_dbname(dsn: str, dbname: str) -> str:
+    return psycopg.conninfo.make_conninfo(dsn, dbname=dbname)
+
+
+@pytest.fixture(scope="session")
+def template_dsn(pg_server: str) -> str:
+    """A database with the full target schema, used as the template of every test DB."""
+    from relocate.schemas.ddl import create_schema
+
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+        conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    dsn = _with_dbname(pg_server, TEMPLATE_DB)
+    with psycopg.connect(dsn) as conn:
+        create_schema(conn)
+    return dsn
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def empty_db_dsn(pg_server: str) -> Iterator[str]:
+    """A fresh, empty database (no schema)."""
+    name = f"t_empty_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield _with_dbname(pg_server, name)
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def db_dsn(pg_server: str, template_dsn: str) -> Iterator[str]:
+    """A fresh database with the whole target schema, cloned from the template."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    yield _with_dbname(pg_server, name)
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
