@@ -266,19 +266,8 @@ def _confirm(prompt: str, err: TextIO) -> bool:
 
 def _execute(args: argparse.Namespace, beam_args: list[str], dsn: str, import_uuid: str,
              registry: Any, decryption: Any, say: Any, err: TextIO) -> tuple[Any, int]:
-    import apache_beam as beam
-    import psycopg
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from relocate.convert import build_layouts
-    from relocate.finish import read_summary
-    from relocate.pipelines.importer import ImportPlan, build
-    from relocate.schemas.catalog import read_catalog
-    from relocate.schemas.ddl import load_tables
-    from relocate.schemas.ledger import LEDGER_DDL
-    from relocate.schemas.removed import REMOVED_MODELS
+    from relocate.pipelines.run import run_import as run_pipeline
     from relocate.settings import ImportSettings
-    from relocate.wipe import wipe_database
 
     scope = args.scope
     settings = ImportSettings(
@@ -294,64 +283,11 @@ def _execute(args: argparse.Namespace, beam_args: list[str], dsn: str, import_uu
         batch_size=args.batch_size,
         geoip_db=getattr(args, "geoip_db", None),
     )
-    with psycopg.connect(dsn) as conn:
-        for statement in LEDGER_DDL:
-            conn.execute(statement)
-        conn.commit()
-        catalog = read_catalog(conn)
-        if scope == "global":
-            resumed = conn.execute("SELECT 1 FROM relocate_import WHERE import_uuid = %s",
-                                   (import_uuid,)).fetchone()
-            if not resumed:
-                wipe_database(conn, registry)
-        conn.execute(
-            "INSERT INTO relocate_import (import_uuid, scope, flags) VALUES (%s, %s, %s) "
-            "ON CONFLICT (import_uuid) DO UPDATE SET status = 'running', finished_at = NULL",
-            (import_uuid, scope, json.dumps({"merge_users": settings.merge_users,
-                                             "overwrite_configs": settings.overwrite_configs})),
-        )
-        conn.commit()
-    field_map = {
-        model: {c["field"]: c["column"] for c in entry["columns"]}
-        for model, entry in load_tables()["tables"].items()
-    }
-    plan = ImportPlan(
-        source=args.src,
-        settings=settings,
-        registry=registry,
-        layouts=build_layouts(registry, field_map, catalog),
-        removed_models=REMOVED_MODELS,
-        decryption=decryption,
-    )
-    options = PipelineOptions(beam_args)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, plan)
-    progress = _Progress(dsn, import_uuid, err) if not args.silent else None
-    with progress if progress is not None else ExitStack():
-        result = pipeline.run()
-        result.wait_until_finish()
-    read_counts = _read_counts(result)
-    with psycopg.connect(dsn) as conn:
-        summary = read_summary(conn, settings, read_counts)
-        status = "failed" if summary.findings else "done"
-        conn.execute("UPDATE relocate_import SET status = %s, finished_at = now() "
-                     "WHERE import_uuid = %s", (status, import_uuid))
-        conn.commit()
+    progress = _Progress(dsn, import_uuid, err) if not args.silent else ExitStack()
+    with progress:
+        summary = run_pipeline(args.src, settings, beam_args, decryption=decryption,
+                               registry=registry)
     return summary, (1 if summary.findings else 0)
-
-
-def _read_counts(result: Any) -> dict[str, int]:
-    from apache_beam.metrics.metric import MetricsFilter
-
-    counts: dict[str, int] = {}
-    try:
-        query = result.metrics().query(MetricsFilter().with_namespace("relocate.read"))
-    except Exception:  # noqa: BLE001 - a runner without metrics: no read column
-        return counts
-    for counter in query["counters"]:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        counts[counter.key.metric.name] = counts.get(counter.key.metric.name, 0) + (value or 0)
-    return counts
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None,

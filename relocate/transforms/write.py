@@ -58,11 +58,12 @@ class _WriteStageFn(beam.DoFn):
 
     def process(self, row: Converted, gate: int) -> Iterator[dict]:
         if gate:
-            return  # an earlier finding aborted the import
+            return iter(())  # an earlier finding aborted the import
         buffer = self._buffers.setdefault(row.model, [])
         buffer.append(row)
         if len(buffer) >= self._settings.batch_size:
-            yield self._flush(row.model)
+            return iter((self._flush(row.model),))
+        return iter(())
 
     def finish_bundle(self) -> Iterator[Any]:
         for model in list(self._buffers):
