@@ -28,6 +28,7 @@ setup(
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",
             "ruff>=0.6",
+            "mmdb-writer>=0.2,<1",  # writes the MaxMind databases the GeoIP tests read
         ],
         "gcp": ["apache-beam[gcp]>=2.70,<3"],
     },

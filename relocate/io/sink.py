@@ -71,6 +71,8 @@ class Item:
     kind: str = INSERTED
     slug: str | None = None
     previous: dict[str, Any] | None = None
+    #: The row's values as converted, foreign keys still holding source pks.
+    source: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -407,7 +409,7 @@ class BatchWriter:
         prepared: list[Item] = []
         drops: list[tuple[Converted, str]] = []
         for row in rows:
-            item = Item(row.ordinal, row.pk, dict(row.values))
+            item = Item(row.ordinal, row.pk, dict(row.values), source=row.values)
             try:
                 rewrite_foreign_keys(ctx, item, handler)
                 handler.prepare(ctx, item)

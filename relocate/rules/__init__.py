@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from relocate.io.sink import Handler
 from relocate.rules.config import ApiTokenHandler, OverwritableConfigHandler
+from relocate.rules.orgs import org_handlers
 from relocate.rules.users import (
     EmailHandler,
     UserEmailHandler,
@@ -31,4 +32,5 @@ def build_handlers() -> dict[str, Handler]:
         "sentry.userrole": OverwritableConfigHandler(("name",)),
         "sentry.apitoken": ApiTokenHandler(),
     }
+    handlers.update(org_handlers())
     return handlers

@@ -1,0 +1,247 @@
+"""Rules of the Organization-scope models (spec 6.5, 6.6 and 8).
+
+Organizations get normalised slugs, unique among organizations and slug reservations,
+with a PRIMARY reservation and an organization mapping written in the same transaction
+(the single-database result of Sentry's reservation dance). Members get member mappings
+and keep their row when their inviter is not imported. Keys, tokens and guids that
+collide with rows already in the target are regenerated.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+
+from relocate.io.sink import (
+    Handler,
+    Item,
+    RowDropped,
+    RowFailed,
+    WriteContext,
+    copy_rows,
+    find_existing,
+    insert_row,
+)
+from relocate.rules.common import first_free, sha256_hex, slugify
+from relocate.rules.tokens import fresh_key, fresh_token, fresh_uuid
+
+#: Sentry's reserved organization slugs (spec section 8; keep it data, not logic).
+RESERVED_ORG_SLUGS = frozenset(
+    """
+    404 500 _admin _experiment _static about accept access account accountspayable acl admin
+    answers ap api app at au1 auth authentication avatar billing blog branding careers client
+    clients community contact corp customers de debug devinfra docs enterprise eu events
+    expenses ext extension extensions features finance for from get-cli
+    github-deployment-gate guide help ingest ingest-beta integration-platform integrations
+    invoice invoices ja jobs legal login logout lp mail manage my onboarding
+    organization-avatar organizations out payment payments platforms plugins policy pricing
+    privacy project-avatar projects receipt receipts referrals register remote resources sa1
+    sales security sentry-apps settings signup sponsorship ssh sso staff subscribe support
+    syntax syntaxfm team-avatar teams terms thanks themonitor trust us vs welcome
+    """.split()
+)
+ORG_SLUG_MAX_LENGTH = 50
+PRIMARY_RESERVATION = 0
+
+
+def normalize_org_slug(slug: str | None) -> str:
+    """Sentry's slug normalisation; a reserved or empty slug becomes 12 random hex chars."""
+    text = (slug or "").lower().replace("_", "-").strip("-")
+    text = slugify(text)
+    if not text or text in RESERVED_ORG_SLUGS:
+        return secrets.token_hex(6)
+    return text
+
+
+class OrganizationHandler(Handler):
+    """``sentry.organization``: always Inserted, under a slug nobody else has."""
+
+    def prepare(self, ctx: WriteContext, item: Item) -> None:
+        item.values["slug"] = normalize_org_slug(item.values.get("slug"))
+
+    def _taken(self, ctx: WriteContext, slug: str) -> bool:
+        if slug in RESERVED_ORG_SLUGS:
+            return True
+        for table in ("sentry_organization", "sentry_organizationslugreservation"):
+            if find_existing(ctx, {"slug": slug}, table=table,
+                             ci_columns=frozenset({"slug"})) is not None:
+                return True
+        return False
+
+    def write(self, ctx: WriteContext, items: list[Item]) -> None:
+        for item in items:
+            ctx.current = item
+            base = item.values["slug"]
+            slug = first_free(base, ORG_SLUG_MAX_LENGTH, lambda s: self._taken(ctx, s))
+            if slug is None:
+                raise RowFailed("IntegrityError", f"no free organization slug derived from "
+                                f"{base!r}")
+            item.values["slug"] = slug
+            item.slug = slug
+            insert_row(ctx, item)
+            values = item.values
+            ctx.cur.execute(
+                "INSERT INTO sentry_organizationslugreservation "
+                "(slug, organization_id, user_id, region_name, reservation_type, date_added) "
+                "VALUES (%s, %s, -1, %s, %s, now())",
+                (slug, item.new_pk, ctx.settings.region_name, PRIMARY_RESERVATION),
+            )
+            ctx.cur.execute(
+                "INSERT INTO sentry_organizationmapping "
+                "(organization_id, slug, name, date_created, idempotency_key, region_name, "
+                "status) VALUES (%s, %s, %s, COALESCE(%s::timestamptz, now()), %s, %s, %s)",
+                (item.new_pk, slug, (values.get("name") or "")[:64], values.get("date_added"),
+                 "", ctx.settings.region_name, values.get("status", 0)),
+            )
+
+
+class OrganizationMemberHandler(Handler):
+    """``sentry.organizationmember``: inviter nulled when absent; member mappings."""
+
+    null_when_missing = frozenset({"inviter_id"})
+
+    def prepare(self, ctx: WriteContext, item: Item) -> None:
+        token = item.values.get("token")
+        if token and (find_existing(ctx, {"token": token}) is not None
+                      or token in ctx.scratch.setdefault("member_tokens", set())):
+            item.values["token"] = secrets.token_hex(32)
+        if item.values.get("token"):
+            ctx.scratch["member_tokens"].add(item.values["token"])
+
+    def write(self, ctx: WriteContext, items: list[Item]) -> None:
+        copy_rows(ctx, items)
+        rows = [
+            (i.values.get("organization_id"), i.new_pk, i.values.get("role") or "member",
+             i.values.get("user_id"), i.values.get("email"), i.values.get("inviter_id"),
+             i.values.get("invite_status", 0), i.values.get("date_added"))
+            for i in items
+        ]
+        ctx.cur.executemany(
+            "INSERT INTO sentry_organizationmembermapping (organization_id, "
+            "organizationmember_id, role, user_id, email, inviter_id, invite_status, "
+            "date_added) VALUES (%s, %s, %s, %s, %s, %s, %s, COALESCE(%s::timestamptz, now())) "
+            "ON CONFLICT DO NOTHING",
+            rows,
+        )
+
+
+class ProjectKeyHandler(Handler):
+    """``sentry.projectkey``: empty or colliding public/secret keys are regenerated.
+
+    Sentry merges imported keys into the default key its ORM creates with a project
+    (so a second key of one project overwrites the first); relocate creates no default
+    keys, so every exported key stays its own row.
+    """
+
+    def prepare(self, ctx: WriteContext, item: Item) -> None:
+        seen = ctx.scratch.setdefault("projectkeys", set())
+        for column in ("public_key", "secret_key"):
+            value = item.values.get(column)
+            if not value or value in seen or find_existing(ctx, {column: value}) is not None:
+                value = fresh_key()
+            item.values[column] = value
+            seen.add(value)
+
+
+class UniqueValueHandler(Handler):
+    """A model whose one column must be globally unique: a collision gets a new value."""
+
+    def __init__(self, column: str, fresh: object) -> None:
+        self.column = column
+        self.fresh = fresh
+
+    def prepare(self, ctx: WriteContext, item: Item) -> None:
+        value = item.values.get(self.column)
+        if value is None:
+            return
+        seen = ctx.scratch.setdefault(f"unique:{self.column}", set())
+        if value in seen or find_existing(ctx, {self.column: value}) is not None:
+            value = self.fresh(value) if callable(self.fresh) else self.fresh
+            item.values[self.column] = value
+        if value is not None:
+            seen.add(value)
+
+
+def org_auth_token(slug: str, url_prefix: str, region_url: str = "") -> str:
+    """A new org auth token for the organization's final slug (spec 6.5)."""
+    payload = {"iat": time.time(), "url": url_prefix, "region_url": region_url or url_prefix,
+               "org": slug}
+    encoded = base64.b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    secret = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    return f"sntrys_{encoded}_{secret}"
+
+
+class OrgAuthTokenHandler(Handler):
+    """``sentry.orgauthtoken``: an empty or colliding hash gets a new token for the slug."""
+
+    def prepare(self, ctx: WriteContext, item: Item) -> None:
+        hashed = item.values.get("token_hashed")
+        seen = ctx.scratch.setdefault("token_hashed", set())
+        if hashed and hashed not in seen and find_existing(
+                ctx, {"token_hashed": hashed}) is None:
+            seen.add(hashed)
+            return
+        org = ctx.target("sentry.organization", item.source.get("organization_id"))
+        slug = org.slug if org is not None else None
+        if not slug or not ctx.settings.url_prefix:
+            raise RowDropped("a new token is needed but the organization's slug or the "
+                             "instance URL is unknown")
+        token = org_auth_token(slug, ctx.settings.url_prefix)
+        item.values["token_hashed"] = sha256_hex(token)
+        item.values["token_last_characters"] = token[-4:]
+        seen.add(item.values["token_hashed"])
+
+
+class UserIpHandler(Handler):
+    """``sentry.userip``: get-or-create per (user, ip), country/region from GeoIP."""
+
+    def prepare(self, ctx: WriteContext, item: Item) -> None:
+        from relocate.rules.users import _user_was_merged
+
+        if _user_was_merged(ctx, item):
+            raise RowDropped("its user was merged into an existing user (--merge-users)")
+        geo = ctx.scratch.get("geoip")
+        if geo is None:
+            from relocate.geoip import GeoIp
+
+            geo = ctx.scratch["geoip"] = GeoIp(ctx.settings.geoip_db)
+        country, region = geo.lookup(item.values.get("ip_address"))
+        item.values["country_code"] = country
+        item.values["region_code"] = region
+        if not ctx.settings.is_global:
+            item.values["first_seen"] = ctx.now
+            item.values["last_seen"] = ctx.now
+
+    def write(self, ctx: WriteContext, items: list[Item]) -> None:
+        for item in items:
+            ctx.current = item
+            existing = find_existing(ctx, {"user_id": item.values["user_id"],
+                                           "ip_address": item.values["ip_address"]})
+            if existing is None:
+                insert_row(ctx, item)
+            else:
+                item.new_pk = existing
+
+
+def fresh_subscription_id(_: str) -> None:
+    """A colliding Snuba subscription id is cleared: the subscription is re-created."""
+    return None
+
+
+def org_handlers() -> dict[str, Handler]:
+    return {
+        "sentry.organization": OrganizationHandler(),
+        "sentry.organizationmember": OrganizationMemberHandler(),
+        "sentry.projectkey": ProjectKeyHandler(),
+        "sentry.orgauthtoken": OrgAuthTokenHandler(),
+        "sentry.monitor": UniqueValueHandler("guid", lambda _: fresh_uuid()),
+        "sentry.querysubscription": UniqueValueHandler("subscription_id",
+                                                       fresh_subscription_id),
+        "sentry.userip": UserIpHandler(),
+        "sentry.servicehook": UniqueValueHandler("guid", lambda _: fresh_key()),
+        "sentry.sentryappcomponent": UniqueValueHandler("uuid", lambda _: fresh_uuid()),
+        "sentry.apikey": UniqueValueHandler("key", lambda _: fresh_key()),
+        "sentry.apiapplication": UniqueValueHandler("client_id", lambda v: fresh_token(None)),
+    }
