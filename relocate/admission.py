@@ -92,9 +92,12 @@ def skip_reason(
     elif row.model == "sentry.organization":
         if filters.org_slugs is not None and fields.get("slug") not in filters.org_slugs:
             return "organization slug not in the organization filter"
-    elif row.model == "sentry.email":
-        if filters.emails is not None and fields.get("email") not in filters.emails:
-            return "email of no imported user"
+    elif (
+        row.model == "sentry.email"
+        and filters.emails is not None
+        and fields.get("email") not in filters.emails
+    ):
+        return "email of no imported user"
     return None
 
 
@@ -124,3 +127,42 @@ def user_email_if_selected(user: Row, filters: Filters) -> str | None:
         return None
     email = user.fields.get("email")
     return email if isinstance(email, str) else None
+
+
+#: Legacy ``owner`` (an Actor pk) -> the owner columns of each model (spec 6.7, test 41).
+LEGACY_OWNER_FIELDS = {
+    "sentry.alertrule": ("user_id", "team"),
+    "sentry.rule": ("owner_user_id", "owner_team"),
+}
+
+
+def actor_owner(actor: Row) -> tuple[Any, Any]:
+    """(user pk, team pk) of a legacy ``sentry.actor`` row."""
+    fields = actor.fields
+    team = fields.get("team", fields.get("team_id"))
+    return fields.get("user_id"), team
+
+
+def resolve_legacy_owner(row: Row, actors: dict[Any, tuple[Any, Any]]) -> Row:
+    """Translates an old export's ``owner`` actor into user/team owner fields.
+
+    Rows with an owner whose actor is in the export get its user or team (unless they
+    already name one); other rows keep no owner. The ``owner`` field itself is removed
+    from the schema and is ignored afterwards.
+    """
+    targets = LEGACY_OWNER_FIELDS.get(row.model)
+    if targets is None or row.fields.get("owner") is None:
+        return row
+    user_field, team_field = targets
+    if row.fields.get(user_field) is not None or row.fields.get(team_field) is not None:
+        return row
+    resolved = actors.get(row.fields["owner"])
+    if resolved is None:
+        return row
+    user_pk, team_pk = resolved
+    fields = dict(row.fields)
+    if user_pk is not None:
+        fields[user_field] = user_pk
+    elif team_pk is not None:
+        fields[team_field] = team_pk
+    return row._replace(fields=fields)

@@ -39,8 +39,10 @@ class UsageError(Exception):
 
 
 def _add_target_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dsn", help="PostgreSQL connection string of the target "
-                        "(default: the embedded local cluster)")
+    parser.add_argument(
+        "--dsn",
+        help="PostgreSQL connection string of the target (default: the embedded local cluster)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,14 +58,19 @@ def _parser() -> argparse.ArgumentParser:
         p = scopes.add_parser(scope, help=f"import in the {scope} scope")
         p.add_argument("src", metavar="SRC", help="export file, gs:// URI, or - for stdin")
         _add_target_args(p)
-        p.add_argument("--import-uuid", help="identity of the import (random when absent); "
-                       "rerun with the same value to resume")
+        p.add_argument(
+            "--import-uuid",
+            help="identity of the import (random when absent); rerun with the same value to resume",
+        )
         p.add_argument("--decrypt-with", metavar="PRIVATE_KEY.pem")
         p.add_argument("--decrypt-with-gcp-kms", metavar="CONFIG.json")
         p.add_argument("--gcp-kms-endpoint", help=argparse.SUPPRESS)
         p.add_argument("--findings-file", metavar="FILE")
-        p.add_argument("--report-file", metavar="FILE",
-                       help="write every skipped or dropped row, with its reason, as JSON")
+        p.add_argument(
+            "--report-file",
+            metavar="FILE",
+            help="write every skipped or dropped row, with its reason, as JSON",
+        )
         p.add_argument("--no-prompt", action="store_true")
         p.add_argument("--silent", action="store_true")
         p.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
@@ -77,8 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         if scope == "config":
             p.add_argument("--overwrite-configs", action="store_true")
         if scope in ("global", "organizations"):
-            p.add_argument("--geoip-db", metavar="PATH",
-                           help="MaxMind database for user IP country and region codes")
+            p.add_argument(
+                "--geoip-db",
+                metavar="PATH",
+                help="MaxMind database for user IP country and region codes",
+            )
 
     schema = sub.add_parser("schema", help="the target schema")
     schema_sub = schema.add_subparsers(dest="action", required=True)
@@ -100,8 +110,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _usernames(args: argparse.Namespace) -> frozenset[str] | None:
     if args.filter_usernames and args.filter_usernames_file:
-        raise UsageError("`--filter-usernames` and `--filter-usernames-file` are mutually "
-                         "exclusive options - you may use one or the other, but not both.")
+        raise UsageError(
+            "`--filter-usernames` and `--filter-usernames-file` are mutually "
+            "exclusive options - you may use one or the other, but not both."
+        )
     if args.filter_usernames_file:
         with open(args.filter_usernames_file, encoding="utf-8") as f:
             text = f.read()
@@ -150,7 +162,8 @@ class _Progress:
                 with psycopg.connect(self._dsn, connect_timeout=5) as conn:
                     rows = conn.execute(
                         "SELECT stage, count(*) FROM relocate_pk_map WHERE import_uuid = %s "
-                        "GROUP BY stage ORDER BY stage", (self._uuid,)
+                        "GROUP BY stage ORDER BY stage",
+                        (self._uuid,),
                     ).fetchall()
                 if rows:
                     written = sum(n for _, n in rows)
@@ -172,8 +185,13 @@ def _print_summary(summary: Any, out: TextIO) -> None:
     for i, row in enumerate([header, *rows]):
         if i == len(rows):
             print("  ".join("-" * w for w in widths), file=out)
-        print("  ".join(str(v).ljust(w) if j == 0 else str(v).rjust(w)
-                        for j, (v, w) in enumerate(zip(row, widths))), file=out)
+        print(
+            "  ".join(
+                str(v).ljust(w) if j == 0 else str(v).rjust(w)
+                for j, (v, w) in enumerate(zip(row, widths))
+            ),
+            file=out,
+        )
 
 
 def _skips_summary(summary: Any, out: TextIO) -> None:
@@ -190,24 +208,31 @@ def _skips_summary(summary: Any, out: TextIO) -> None:
 
 
 def _format_finding(f: dict) -> str:
-    return (f"RpcImportError(\n    kind: {f['kind']},\n    on: InstanceID(model: "
-            f"'{f['on']['model']}', ordinal: {f['on']['ordinal']}),\n    left_pk: "
-            f"{f['left_pk']},\n    reason: {f['reason']}\n)")
+    return (
+        f"RpcImportError(\n    kind: {f['kind']},\n    on: InstanceID(model: "
+        f"'{f['on']['model']}', ordinal: {f['on']['ordinal']}),\n    left_pk: "
+        f"{f['left_pk']},\n    reason: {f['reason']}\n)"
+    )
 
 
-def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO,
-               err: TextIO) -> int:
+def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err: TextIO) -> int:
     """Runs ``relocate import <scope>``; returns the exit status."""
     from relocate.schemas.registry import Registry
 
     say = (lambda *a: None) if args.silent else (lambda *a: print(*a, file=err, flush=True))
     scope = args.scope
-    findings_file = open(args.findings_file, "w", encoding="utf-8") if args.findings_file \
-        else None  # noqa: SIM115 - Sentry truncates it before anything else happens
+    findings_file = open(args.findings_file, "w", encoding="utf-8") if args.findings_file else None  # noqa: SIM115 - Sentry truncates it before anything else happens
     try:
         if args.decrypt_with and args.decrypt_with_gcp_kms:
-            raise UsageError("`--decrypt-with` and `--decrypt-with-gcp-kms` are mutually "
-                             "exclusive options - you may use one or the other, but not both.")
+            raise UsageError(
+                "`--decrypt-with` and `--decrypt-with-gcp-kms` are mutually "
+                "exclusive options - you may use one or the other, but not both."
+            )
+        if args.src == "-" and scope == "global" and not args.no_prompt:
+            raise UsageError(
+                "reading the export from standard input needs --no-prompt "
+                "(the confirmation prompt also reads standard input)"
+            )
         if scope == "global" and not args.no_prompt:
             answer = _confirm(GLOBAL_PROMPT, err)
             if not answer:
@@ -217,8 +242,9 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO,
         if args.decrypt_with or args.decrypt_with_gcp_kms:
             from relocate.io.crypto import DecryptionSpec
 
-            decryption = DecryptionSpec.from_flags(args.decrypt_with, args.decrypt_with_gcp_kms,
-                                                   args.gcp_kms_endpoint)
+            decryption = DecryptionSpec.from_flags(
+                args.decrypt_with, args.decrypt_with_gcp_kms, args.gcp_kms_endpoint
+            )
         import_uuid = _import_uuid(args.import_uuid)
         with ExitStack() as stack:
             dsn = args.dsn
@@ -231,8 +257,7 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO,
             result = _execute(args, beam_args, dsn, import_uuid, registry, decryption, say, err)
             summary, exit_code = result
         if findings_file is not None:
-            json.dump(summary.findings, findings_file, sort_keys=True, ensure_ascii=True,
-                      indent=2)
+            json.dump(summary.findings, findings_file, sort_keys=True, ensure_ascii=True, indent=2)
             findings_file.write("\n")
         if args.report_file:
             with open(args.report_file, "w", encoding="utf-8") as f:
@@ -243,9 +268,12 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO,
             if any(f["kind"] == "IntegrityError" for f in summary.findings):
                 for hint in INTEGRITY_HINTS:
                     print(hint, file=err)
-            print(f"Import failed; rows already committed stay tagged with import UUID "
-                  f"{import_uuid}: fix the cause and rerun with --import-uuid {import_uuid} "
-                  "to resume.", file=err)
+            print(
+                f"Import failed; rows already committed stay tagged with import UUID "
+                f"{import_uuid}: fix the cause and rerun with --import-uuid {import_uuid} "
+                "to resume.",
+                file=err,
+            )
         elif not args.silent:
             _print_summary(summary, err)
             _skips_summary(summary, err)
@@ -264,8 +292,16 @@ def _confirm(prompt: str, err: TextIO) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _execute(args: argparse.Namespace, beam_args: list[str], dsn: str, import_uuid: str,
-             registry: Any, decryption: Any, say: Any, err: TextIO) -> tuple[Any, int]:
+def _execute(
+    args: argparse.Namespace,
+    beam_args: list[str],
+    dsn: str,
+    import_uuid: str,
+    registry: Any,
+    decryption: Any,
+    say: Any,
+    err: TextIO,
+) -> tuple[Any, int]:
     from relocate.pipelines.run import run_import as run_pipeline
     from relocate.settings import ImportSettings
 
@@ -278,20 +314,36 @@ def _execute(args: argparse.Namespace, beam_args: list[str], dsn: str, import_uu
         merge_users=getattr(args, "merge_users", False),
         overwrite_configs=getattr(args, "overwrite_configs", False),
         filter_usernames=_usernames(args) if scope == "users" else None,
-        filter_org_slugs=(frozenset(args.filter_org_slugs.split(","))
-                          if scope == "organizations" and args.filter_org_slugs else None),
+        filter_org_slugs=(
+            frozenset(args.filter_org_slugs.split(","))
+            if scope == "organizations" and args.filter_org_slugs
+            else None
+        ),
         batch_size=args.batch_size,
         geoip_db=getattr(args, "geoip_db", None),
     )
     progress = _Progress(dsn, import_uuid, err) if not args.silent else ExitStack()
-    with progress:
-        summary = run_pipeline(args.src, settings, beam_args, decryption=decryption,
-                               registry=registry)
+    with progress, ExitStack() as stack:
+        source = args.src
+        if source == "-":
+            # Beam workers may run in other processes: hand them a file, not our stdin.
+            # What is spooled is the input as given (ciphertext when it is encrypted).
+            import shutil
+            import tempfile
+
+            spool = stack.enter_context(tempfile.NamedTemporaryFile(prefix="relocate-stdin-"))
+            shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+            spool.flush()
+            source = spool.name
+        summary = run_pipeline(
+            source, settings, beam_args, decryption=decryption, registry=registry
+        )
     return summary, (1 if summary.findings else 0)
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None,
-         err: TextIO | None = None) -> int:
+def main(
+    argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     """Entry point of the ``relocate`` console script."""
     out = out or sys.stdout
     err = err or sys.stderr

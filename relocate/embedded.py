@@ -36,8 +36,9 @@ def ensure_database(cluster: LocalCluster) -> str:
     from relocate.schemas.ddl import create_schema
 
     with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              (DATABASE,)).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+        ).fetchone()
         if not exists:
             conn.execute(f"CREATE DATABASE {DATABASE}")
     dsn = cluster.dsn(DATABASE)
@@ -59,11 +60,16 @@ def embedded_target(out: TextIO = sys.stderr, keep_running: bool = False) -> Ite
     cluster.start()
     try:
         dsn = ensure_database(cluster)
-        print(f"Embedded PostgreSQL: data in {cluster.data_dir}, "
-              f"listening on 127.0.0.1:{cluster.port}", file=out)
-        print(f"  connect with: psql '{dsn}'"
-              + ("" if keep_running or was_running
-                 else "  (after `relocate local-db start`)"), file=out)
+        print(
+            f"Embedded PostgreSQL: data in {cluster.data_dir}, "
+            f"listening on 127.0.0.1:{cluster.port}",
+            file=out,
+        )
+        print(
+            f"  connect with: psql '{dsn}'"
+            + ("" if keep_running or was_running else "  (after `relocate local-db start`)"),
+            file=out,
+        )
         yield dsn
     finally:
         if not keep_running and not was_running:

@@ -87,8 +87,7 @@ def write_chunks(conn: psycopg.Connection, settings: ImportSettings, registry: R
                 ON CONFLICT DO NOTHING
                 """
             ).format(silo=sql.SQL(silo_filter), table=sql.Identifier(table))
-            cur.execute(query, {"u": settings.import_uuid, "control": control,
-                                "size": CHUNK_SIZE})
+            cur.execute(query, {"u": settings.import_uuid, "control": control, "size": CHUNK_SIZE})
             total += cur.rowcount
     return total
 
@@ -103,9 +102,14 @@ def finish_import(conn: psycopg.Connection, settings: ImportSettings, registry: 
     conn.commit()
     models = {r[0] for r in rows}
     tables = [m.table for m in registry.models if m.name in models]
-    tables += ["sentry_email", "sentry_useremail", "sentry_lostpasswordhash",
-               "sentry_organizationslugreservation", "sentry_organizationmapping",
-               "sentry_organizationmembermapping"]
+    tables += [
+        "sentry_email",
+        "sentry_useremail",
+        "sentry_lostpasswordhash",
+        "sentry_organizationslugreservation",
+        "sentry_organizationmapping",
+        "sentry_organizationmembermapping",
+    ]
     set_sequences(conn, tables)
     write_chunks(conn, settings, registry)
 
@@ -141,8 +145,9 @@ class ImportSummary:
         return total
 
 
-def read_summary(conn: psycopg.Connection, settings: ImportSettings,
-                 read_counts: dict[str, int] | None = None) -> ImportSummary:
+def read_summary(
+    conn: psycopg.Connection, settings: ImportSettings, read_counts: dict[str, int] | None = None
+) -> ImportSummary:
     """Collects the per-model counts, findings and report entries of this run."""
     summary = ImportSummary()
     with conn.cursor() as cur:
@@ -174,7 +179,8 @@ def read_summary(conn: psycopg.Connection, settings: ImportSettings,
                     {
                         "finding": "RpcImportError",
                         "kind": kind or "Unknown",
-                        "left_pk": int(pk) if pk not in (None, "null") and pk.lstrip("-").isdigit()
+                        "left_pk": int(pk)
+                        if pk not in (None, "null") and pk.lstrip("-").isdigit()
                         else None,
                         "on": {"model": model, "ordinal": ordinal or None},
                         "reason": reason,
@@ -182,8 +188,13 @@ def read_summary(conn: psycopg.Connection, settings: ImportSettings,
                     }
                 )
             summary.report.append(
-                {"model": model, "ordinal": ordinal, "source_pk": pk, "action": action,
-                 "reason": reason}
+                {
+                    "model": model,
+                    "ordinal": ordinal,
+                    "source_pk": pk,
+                    "action": action,
+                    "reason": reason,
+                }
             )
     conn.commit()
     for model, n in (read_counts or {}).items():

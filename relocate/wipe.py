@@ -19,6 +19,21 @@ SIDE_EFFECT_TABLES = (
 )
 
 
+def wipe_for_import(conn: psycopg.Connection, registry: Registry, import_uuid: str) -> bool:
+    """Wipes the target for a Global import, unless this import already wrote rows.
+
+    A resumed Global import (same UUID, rows in the ledger) must not wipe what it wrote.
+    Returns whether the wipe ran.
+    """
+    started = conn.execute(
+        "SELECT 1 FROM relocate_pk_map WHERE import_uuid = %s LIMIT 1", (import_uuid,)
+    ).fetchone()
+    if started:
+        return False
+    wipe_database(conn, registry)
+    return True
+
+
 def wipe_database(conn: psycopg.Connection, registry: Registry) -> list[str]:
     """Empties every table the registry knows (relocatable and excluded models that exist
     in the target) and the side-effect tables, restarting their id sequences.

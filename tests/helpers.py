@@ -14,6 +14,7 @@ import psycopg
 from relocate.cli import main
 
 TS = "2023-06-22T22:59:55.488Z"
+IMPORTED_PASSWORD = "pbkdf2_sha256$150000$iEvdIknqYjTr$+QsGn0tfIJ1FZLxQI37mVU1gL2KbL/wqjMtG/dFhsMA="
 
 
 @dataclass
@@ -68,7 +69,7 @@ def row(model: str, pk: int, **fields: Any) -> dict:
 
 def user(pk: int, username: str, email: str | None = None, **fields: Any) -> dict:
     base = {
-        "password": "pbkdf2_sha256$150000$iEvdIknqYjTr$+QsGn0tfIJ1FZLxQI37mVU1gL2KbL/wqjMtG/dFhsMA=",
+        "password": IMPORTED_PASSWORD,
         "last_login": None,
         "username": username,
         "name": "",
@@ -96,21 +97,47 @@ def email(pk: int, address: str) -> dict:
     return row("sentry.email", pk, email=address, date_added=TS)
 
 
-def useremail(pk: int, user_pk: int, address: str, verified: bool = True,
-              validation_hash: str = "mCnWesSVvYQcq7qXQ36AZHwosAd6cghE") -> dict:
-    return row("sentry.useremail", pk, user=user_pk, email=address,
-               validation_hash=validation_hash, date_hash_added=TS, is_verified=verified)
+def useremail(
+    pk: int,
+    user_pk: int,
+    address: str,
+    verified: bool = True,
+    validation_hash: str = "mCnWesSVvYQcq7qXQ36AZHwosAd6cghE",
+) -> dict:
+    return row(
+        "sentry.useremail",
+        pk,
+        user=user_pk,
+        email=address,
+        validation_hash=validation_hash,
+        date_hash_added=TS,
+        is_verified=verified,
+    )
 
 
 def userip(pk: int, user_pk: int, ip: str) -> dict:
-    return row("sentry.userip", pk, user=user_pk, ip_address=ip, country_code=None,
-               region_code=None, first_seen="2012-04-05T03:29:45.000Z",
-               last_seen="2012-04-05T03:29:45.000Z")
+    return row(
+        "sentry.userip",
+        pk,
+        user=user_pk,
+        ip_address=ip,
+        country_code=None,
+        region_code=None,
+        first_seen="2012-04-05T03:29:45.000Z",
+        last_seen="2012-04-05T03:29:45.000Z",
+    )
 
 
 def useroption(pk: int, user_pk: int, key: str, value: str) -> dict:
-    return row("sentry.useroption", pk, user=user_pk, project_id=None, organization_id=None,
-               key=key, value=value)
+    return row(
+        "sentry.useroption",
+        pk,
+        user=user_pk,
+        project_id=None,
+        organization_id=None,
+        key=key,
+        value=value,
+    )
 
 
 def userpermission(pk: int, user_pk: int, permission: str = "users.admin") -> dict:
@@ -118,13 +145,15 @@ def userpermission(pk: int, user_pk: int, permission: str = "users.admin") -> di
 
 
 def userrole(pk: int, name: str, permissions: list[str] | str) -> dict:
-    return row("sentry.userrole", pk, date_updated=TS, date_added=TS, name=name,
-               permissions=permissions)
+    return row(
+        "sentry.userrole", pk, date_updated=TS, date_added=TS, name=name, permissions=permissions
+    )
 
 
 def userroleuser(pk: int, user_pk: int, role_pk: int) -> dict:
-    return row("sentry.userroleuser", pk, date_updated=TS, date_added=TS, user=user_pk,
-               role=role_pk)
+    return row(
+        "sentry.userroleuser", pk, date_updated=TS, date_added=TS, user=user_pk, role=role_pk
+    )
 
 
 def option(pk: int, key: str, value: Any, model: str = "sentry.option") -> dict:
@@ -132,22 +161,55 @@ def option(pk: int, key: str, value: Any, model: str = "sentry.option") -> dict:
 
 
 def relay(pk: int, relay_id: str, public_key: str) -> dict:
-    return row("sentry.relay", pk, relay_id=relay_id, public_key=public_key, first_seen=TS,
-               last_seen=TS, is_internal=True)
+    return row(
+        "sentry.relay",
+        pk,
+        relay_id=relay_id,
+        public_key=public_key,
+        first_seen=TS,
+        last_seen=TS,
+        is_internal=True,
+    )
 
 
 def relayusage(pk: int, relay_id: str, version: str, public_key: str) -> dict:
-    return row("sentry.relayusage", pk, relay_id=relay_id, version=version, first_seen=TS,
-               last_seen=TS, public_key=public_key)
+    return row(
+        "sentry.relayusage",
+        pk,
+        relay_id=relay_id,
+        version=version,
+        first_seen=TS,
+        last_seen=TS,
+        public_key=public_key,
+    )
 
 
-def apitoken(pk: int, user_pk: int, token: str, refresh_token: str | None = None,
-             expires_at: str | None = None, application: int | None = None) -> dict:
-    return row("sentry.apitoken", pk, scopes="0", scope_list=["org:read"],
-               application=application, user=user_pk, scoping_organization_id=None, name=None,
-               token=token, hashed_token=None, token_type=None, token_last_characters=token[-4:],
-               refresh_token=refresh_token, hashed_refresh_token=None, expires_at=expires_at,
-               date_added=TS)
+def apitoken(
+    pk: int,
+    user_pk: int,
+    token: str,
+    refresh_token: str | None = None,
+    expires_at: str | None = None,
+    application: int | None = None,
+) -> dict:
+    return row(
+        "sentry.apitoken",
+        pk,
+        scopes="0",
+        scope_list=["org:read"],
+        application=application,
+        user=user_pk,
+        scoping_organization_id=None,
+        name=None,
+        token=token,
+        hashed_token=None,
+        token_type=None,
+        token_last_characters=token[-4:],
+        refresh_token=refresh_token,
+        hashed_refresh_token=None,
+        expires_at=expires_at,
+        date_added=TS,
+    )
 
 
 def chunks(dsn: str, model: str) -> list[dict]:
@@ -161,7 +223,21 @@ def chunks(dsn: str, model: str) -> list[dict]:
             f"ORDER BY min_ordinal",
             (model,),
         ):
-            out.append(dict(zip(("import_uuid", "min_ordinal", "max_ordinal", "inserted_map",
-                                 "existing_map", "overwrite_map", "inserted_identifiers"), r,
-                                strict=True)))
+            out.append(
+                dict(
+                    zip(
+                        (
+                            "import_uuid",
+                            "min_ordinal",
+                            "max_ordinal",
+                            "inserted_map",
+                            "existing_map",
+                            "overwrite_map",
+                            "inserted_identifiers",
+                        ),
+                        r,
+                        strict=True,
+                    )
+                )
+            )
     return out

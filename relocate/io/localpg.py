@@ -100,8 +100,12 @@ class LocalCluster:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
 
     def _run(self, args: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
-        kw: dict[str, Any] = {"cwd": str(self.base_dir), "check": True,
-                              "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+        kw: dict[str, Any] = {
+            "cwd": str(self.base_dir),
+            "check": True,
+            "stdout": subprocess.DEVNULL,
+            "stderr": subprocess.PIPE,
+        }
         user = _server_user()
         if user is not None:
             kw.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
@@ -123,15 +127,26 @@ class LocalCluster:
             os.chown(self.base_dir, user.pw_uid, user.pw_gid)
         if self.initialized():
             return
-        args = [f"{self.bindir}/initdb", "-D", str(self.data_dir), "-U", "postgres",
-                "-A", "trust", "-E", "UTF8", "--no-locale"]
+        args = [
+            f"{self.bindir}/initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ]
         if not self.durable:
             args.append("--no-sync")
         self._run(args)
 
     def running(self) -> bool:
-        result = self._run([f"{self.bindir}/pg_ctl", "-D", str(self.data_dir), "status"],
-                           check=False)
+        result = self._run(
+            [f"{self.bindir}/pg_ctl", "-D", str(self.data_dir), "status"], check=False
+        )
         return result.returncode == 0
 
     def start(self) -> None:
@@ -141,12 +156,29 @@ class LocalCluster:
             return
         if not self.port:
             self.port = free_port()
-        opts = [f"-p {self.port}", f"-k {self.base_dir}", "-c listen_addresses=127.0.0.1",
-                "-c max_connections=200"]
+        opts = [
+            f"-p {self.port}",
+            f"-k {self.base_dir}",
+            "-c listen_addresses=127.0.0.1",
+            "-c max_connections=200",
+        ]
         if not self.durable:
             opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
-        self._run([f"{self.bindir}/pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file),
-                   "-w", "-t", "60", "-o", " ".join(opts), "start"])
+        self._run(
+            [
+                f"{self.bindir}/pg_ctl",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                " ".join(opts),
+                "start",
+            ]
+        )
         self.port_file.write_text(str(self.port))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -159,7 +191,9 @@ class LocalCluster:
 
     def stop(self, mode: str = "fast") -> None:
         if self.initialized():
-            self._run([f"{self.bindir}/pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w",
-                       "stop"], check=False)
+            self._run(
+                [f"{self.bindir}/pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop"],
+                check=False,
+            )
         if self.port_file.exists():
             self.port_file.unlink()

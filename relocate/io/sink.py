@@ -166,8 +166,9 @@ def adapt(value: Any, kind: str) -> Any:
     return value
 
 
-def insert_row(ctx: WriteContext, item: Item, table: str | None = None,
-               layout: TableLayout | None = None) -> None:
+def insert_row(
+    ctx: WriteContext, item: Item, table: str | None = None, layout: TableLayout | None = None
+) -> None:
     """Inserts one row with its claimed id (for models written row by row)."""
     layout = layout or ctx.layout
     table = table or layout.table
@@ -190,9 +191,7 @@ def update_row(ctx: WriteContext, row_id: int, values: dict[str, Any]) -> None:
     kinds = {c.column: c.kind for c in ctx.layout.columns}
     query = sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
         sql.Identifier(ctx.layout.table),
-        sql.SQL(", ").join(
-            sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values
-        ),
+        sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values),
     )
     ctx.cur.execute(query, [*(adapt(v, kinds.get(c, "")) for c, v in values.items()), row_id])
 
@@ -206,8 +205,12 @@ def select_row(ctx: WriteContext, row_id: int, columns: Iterable[str]) -> dict[s
     return dict(zip(cols, row)) if row else {}
 
 
-def find_existing(ctx: WriteContext, columns: dict[str, Any], table: str | None = None,
-                  ci_columns: frozenset[str] = frozenset()) -> int | None:
+def find_existing(
+    ctx: WriteContext,
+    columns: dict[str, Any],
+    table: str | None = None,
+    ci_columns: frozenset[str] = frozenset(),
+) -> int | None:
     """The id of a row with these column values (case-insensitive for ``ci_columns``)."""
     conds = []
     params = []
@@ -297,7 +300,9 @@ def rewrite_foreign_keys(ctx: WriteContext, item: Item, handler: Handler) -> Non
 
 def ledger_refs(layout: TableLayout, rows: Iterable[Converted]) -> set[tuple[str, int]]:
     refs: set[tuple[str, int]] = set()
-    fks: list[tuple[str, ForeignKey]] = [(c, fk) for c, fk in layout.foreign_keys if not fk.excluded]
+    fks: list[tuple[str, ForeignKey]] = [
+        (c, fk) for c, fk in layout.foreign_keys if not fk.excluded
+    ]
     for row in rows:
         for column, fk in fks:
             value = row.values.get(column)
@@ -306,8 +311,9 @@ def ledger_refs(layout: TableLayout, rows: Iterable[Converted]) -> set[tuple[str
     return refs
 
 
-def load_lookup(cur: psycopg.Cursor, import_uuid: str,
-                refs: set[tuple[str, int]]) -> dict[tuple[str, int], LedgerEntry]:
+def load_lookup(
+    cur: psycopg.Cursor, import_uuid: str, refs: set[tuple[str, int]]
+) -> dict[tuple[str, int], LedgerEntry]:
     if not refs:
         return {}
     models, pks = zip(*refs)
@@ -341,8 +347,14 @@ class BatchWriter:
         handlers: model -> handler (models without an entry use ``Handler``).
     """
 
-    def __init__(self, conn: psycopg.Connection, settings: ImportSettings, registry: Registry,
-                 layouts: dict[str, TableLayout | None], handlers: dict[str, Handler]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        settings: ImportSettings,
+        registry: Registry,
+        layouts: dict[str, TableLayout | None],
+        handlers: dict[str, Handler],
+    ) -> None:
         self.conn = conn
         self.settings = settings
         self.registry = registry
@@ -363,9 +375,8 @@ class BatchWriter:
         handler = self.handler(model_name)
         failed: Finding | None = None
         try:
-            with self.conn.transaction():
-                with self.conn.cursor() as cur:
-                    self._write(cur, model, layout, handler, rows, result)
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                self._write(cur, model, layout, handler, rows, result)
         except RowFailed as exc:
             failed = self._finding(exc.kind, model_name, None, exc.reason)
         except psycopg.errors.IntegrityError as exc:
@@ -379,8 +390,9 @@ class BatchWriter:
             self.record_findings([failed])
         return result
 
-    def _finding(self, kind: str, model: str, rows: Sequence[Converted] | None,
-                 exc: Exception | str) -> Finding:
+    def _finding(
+        self, kind: str, model: str, rows: Sequence[Converted] | None, exc: Exception | str
+    ) -> Finding:
         row = None
         reason = str(exc)
         if isinstance(exc, psycopg.Error):
@@ -400,8 +412,15 @@ class BatchWriter:
             row = (rows[0].ordinal, rows[0].pk)
         return Finding(kind, model, row[0] if row else None, row[1] if row else None, reason)
 
-    def _write(self, cur: psycopg.Cursor, model: ModelInfo, layout: TableLayout,
-               handler: Handler, rows: Sequence[Converted], result: BatchResult) -> None:
+    def _write(
+        self,
+        cur: psycopg.Cursor,
+        model: ModelInfo,
+        layout: TableLayout,
+        handler: Handler,
+        rows: Sequence[Converted],
+        result: BatchResult,
+    ) -> None:
         settings = self.settings
         lookup = load_lookup(cur, settings.import_uuid, ledger_refs(layout, rows))
         ctx = WriteContext(cur, settings, self.registry, model, layout, lookup, self.layouts)
@@ -419,8 +438,11 @@ class BatchWriter:
             prepared.append(item)
         result.dropped = len(drops)
         claimed = self._claim(cur, model, layout, prepared)
-        mine = [item for item in prepared if item.old_pk in claimed
-                and claimed[item.old_pk][1] == item.ordinal]
+        mine = [
+            item
+            for item in prepared
+            if item.old_pk in claimed and claimed[item.old_pk][1] == item.ordinal
+        ]
         for item in mine:
             item.new_pk = claimed[item.old_pk][0]
         duplicates = []
@@ -435,14 +457,22 @@ class BatchWriter:
                     self._count(result, entry[0])
                 else:
                     first = entry[1] if entry else "?"
-                    duplicates.append((item, f"duplicate pk {item.old_pk}: row {first} of "
-                                             f"{model.name} has the same pk"))
+                    duplicates.append(
+                        (
+                            item,
+                            f"duplicate pk {item.old_pk}: row {first} of "
+                            f"{model.name} has the same pk",
+                        )
+                    )
         if mine:
             mine.sort(key=lambda i: i.ordinal)
             handler.write(ctx, mine)
             ctx.current = None
-            changed = [i for i in mine if i.kind != INSERTED or i.slug is not None
-                       or i.previous is not None]
+            changed = [
+                i
+                for i in mine
+                if i.kind != INSERTED or i.slug is not None or i.previous is not None
+            ]
             if changed:
                 cur.execute(
                     """
@@ -479,8 +509,9 @@ class BatchWriter:
         else:
             result.overwritten += 1
 
-    def _claim(self, cur: psycopg.Cursor, model: ModelInfo, layout: TableLayout,
-               items: list[Item]) -> dict[int, tuple[int, int]]:
+    def _claim(
+        self, cur: psycopg.Cursor, model: ModelInfo, layout: TableLayout, items: list[Item]
+    ) -> dict[int, tuple[int, int]]:
         """Claims the rows in the ledger; returns old_pk -> (new_pk, ordinal) claimed now."""
         if not items:
             return {}
@@ -507,8 +538,9 @@ class BatchWriter:
         ).fetchall()
         return {old: (new, ordinal) for old, new, ordinal in rows}
 
-    def _read_back(self, cur: psycopg.Cursor, model: str,
-                   pks: list[int]) -> dict[int, tuple[str, int]]:
+    def _read_back(
+        self, cur: psycopg.Cursor, model: str, pks: list[int]
+    ) -> dict[int, tuple[str, int]]:
         rows = cur.execute(
             """
             SELECT m.old_pk, m.kind, m.ordinal
@@ -526,15 +558,11 @@ class BatchWriter:
             write_reports(
                 cur,
                 self.settings,
-                [
-                    (f.model, f.ordinal or 0, f.left_pk, "error", f.reason, f.kind)
-                    for f in findings
-                ],
+                [(f.model, f.ordinal or 0, f.left_pk, "error", f.reason, f.kind) for f in findings],
             )
 
 
-def write_reports(cur: psycopg.Cursor, settings: ImportSettings,
-                  entries: Sequence[tuple]) -> None:
+def write_reports(cur: psycopg.Cursor, settings: ImportSettings, entries: Sequence[tuple]) -> None:
     """Writes report rows: (model, ordinal, source pk, action, reason[, finding kind])."""
     if not entries:
         return

@@ -24,6 +24,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from relocate.admission import actor_owner, resolve_legacy_owner
 from relocate.convert import TableLayout
 from relocate.schemas.registry import Registry
 from relocate.settings import ImportSettings
@@ -52,8 +53,29 @@ class ImportPlan:
 
 
 def _finding_entry(finding: Any) -> tuple:
-    return (finding.model, finding.ordinal or 0, finding.left_pk, "error", finding.reason,
-            finding.kind)
+    return (
+        finding.model,
+        finding.ordinal or 0,
+        finding.left_pk,
+        "error",
+        finding.reason,
+        finding.kind,
+    )
+
+
+class _WipeFn(beam.DoFn):
+    """Sentry's Global wipe, once the export has been read and validated."""
+
+    def __init__(self, plan: ImportPlan) -> None:
+        self._plan = plan
+
+    def process(self, _: Any, gate: int) -> Iterator[int]:
+        if not gate:
+            from relocate.wipe import wipe_for_import
+
+            with connect(self._plan.settings.dsn) as conn:
+                wipe_for_import(conn, self._plan.registry, self._plan.settings.import_uuid)
+        yield gate
 
 
 class _FinishFn(beam.DoFn):
@@ -78,15 +100,22 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     read = pipeline | "Read" >> ReadExport(
         plan.source, plan.decryption, frozenset(m.name for m in registry.models)
     )
-    rows = read.rows
+    actors = (
+        read.rows
+        | "Actors" >> beam.Filter(lambda r: r.model == "sentry.actor")
+        | "ActorOwners" >> beam.Map(lambda r: (r.pk, actor_owner(r)))
+    )
+    rows = read.rows | "LegacyOwners" >> beam.Map(
+        resolve_legacy_owner, actors=beam.pvalue.AsDict(actors)
+    )
     filters = rows | "Filters" >> ResolveFilters(settings)
     admit = rows | "Admit" >> AdmitRows(registry, settings, plan.removed_models, filters)
     conv = admit.admitted | "Convert" >> ConvertRows(plan.layouts, settings)
 
     findings = (
-        (read[BAD] | "BadRows" >> beam.Map(bad_row_finding), conv[FINDINGS])
-        | "AllFindings" >> beam.Flatten()
-    )
+        read[BAD] | "BadRows" >> beam.Map(bad_row_finding),
+        conv[FINDINGS],
+    ) | "AllFindings" >> beam.Flatten()
     reports = (
         (
             admit[SKIPPED],
@@ -96,10 +125,13 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
         | "AllReports" >> beam.Flatten()
         | "Report" >> WriteReports(settings)
     )
-    gate = (
-        findings
-        | "CountFindings" >> beam.combiners.Count.Globally()
-    )
+    gate = findings | "CountFindings" >> beam.combiners.Count.Globally()
+    if settings.is_global:
+        gate = (
+            pipeline
+            | "WipeTrigger" >> beam.Create([None])
+            | "Wipe" >> beam.ParDo(_WipeFn(plan), gate=beam.pvalue.AsSingleton(gate))
+        )
 
     stage_of = {m.name: m.stage - 1 for m in registry.models}
     n_stages = registry.max_stage
@@ -114,7 +146,8 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     return (
         pipeline
         | "FinishTrigger" >> beam.Create([None])
-        | "Finish" >> beam.ParDo(
+        | "Finish"
+        >> beam.ParDo(
             _FinishFn(plan),
             gate=beam.pvalue.AsSingleton(gate),
             reports=beam.pvalue.AsSingleton(reports, default_value=0),

@@ -18,7 +18,6 @@ from relocate.schemas.ledger import LEDGER_DDL
 from relocate.schemas.registry import Registry
 from relocate.schemas.removed import REMOVED_MODELS
 from relocate.settings import ImportSettings
-from relocate.wipe import wipe_database
 
 
 def field_map() -> dict[str, dict[str, str]]:
@@ -30,7 +29,8 @@ def field_map() -> dict[str, dict[str, str]]:
 
 
 def prepare_target(settings: ImportSettings, registry: Registry) -> Any:
-    """Creates relocate's tables, wipes for a (new) Global import, records the import.
+    """Creates relocate's tables and records the import (the Global wipe is a pipeline
+    step: it runs only once the whole export has been read and validated).
 
     Returns the target's catalog.
     """
@@ -39,26 +39,32 @@ def prepare_target(settings: ImportSettings, registry: Registry) -> Any:
             conn.execute(statement)
         conn.commit()
         catalog = read_catalog(conn)
-        if settings.is_global:
-            # A Global import wipes the target first; a resumed one (same UUID) must not.
-            resumed = conn.execute("SELECT 1 FROM relocate_import WHERE import_uuid = %s",
-                                   (settings.import_uuid,)).fetchone()
-            if not resumed:
-                wipe_database(conn, registry)
         conn.execute(
             "INSERT INTO relocate_import (import_uuid, scope, flags) VALUES (%s, %s, %s) "
             "ON CONFLICT (import_uuid) DO UPDATE SET status = 'running', finished_at = NULL",
-            (settings.import_uuid, settings.scope,
-             json.dumps({"merge_users": settings.merge_users,
-                         "overwrite_configs": settings.overwrite_configs})),
+            (
+                settings.import_uuid,
+                settings.scope,
+                json.dumps(
+                    {
+                        "merge_users": settings.merge_users,
+                        "overwrite_configs": settings.overwrite_configs,
+                    }
+                ),
+            ),
         )
         conn.commit()
     return catalog
 
 
-def run_import(source: str, settings: ImportSettings, beam_args: list[str] | None = None,
-               *, decryption: Any | None = None,
-               registry: Registry | None = None) -> ImportSummary:
+def run_import(
+    source: str,
+    settings: ImportSettings,
+    beam_args: list[str] | None = None,
+    *,
+    decryption: Any | None = None,
+    registry: Registry | None = None,
+) -> ImportSummary:
     """Imports ``source`` into ``settings.dsn``; returns what the import did.
 
     Args:
@@ -87,9 +93,10 @@ def run_import(source: str, settings: ImportSettings, beam_args: list[str] | Non
     result.wait_until_finish()
     with psycopg.connect(settings.dsn) as conn:
         summary = read_summary(conn, settings, read_counts(result))
-        conn.execute("UPDATE relocate_import SET status = %s, finished_at = now() "
-                     "WHERE import_uuid = %s",
-                     ("failed" if summary.findings else "done", settings.import_uuid))
+        conn.execute(
+            "UPDATE relocate_import SET status = %s, finished_at = now() WHERE import_uuid = %s",
+            ("failed" if summary.findings else "done", settings.import_uuid),
+        )
         conn.commit()
     return summary
 

@@ -58,7 +58,10 @@ class ApiTokenHandler(Handler):
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         values = item.values
-        for column, hashed in (("token", "hashed_token"), ("refresh_token", "hashed_refresh_token")):
+        for column, hashed in (
+            ("token", "hashed_token"),
+            ("refresh_token", "hashed_refresh_token"),
+        ):
             value = values.get(column)
             if value is None:
                 continue

@@ -29,18 +29,115 @@ from relocate.rules.tokens import fresh_key, fresh_token, fresh_uuid
 
 #: Sentry's reserved organization slugs (spec section 8; keep it data, not logic).
 RESERVED_ORG_SLUGS = frozenset(
-    """
-    404 500 _admin _experiment _static about accept access account accountspayable acl admin
-    answers ap api app at au1 auth authentication avatar billing blog branding careers client
-    clients community contact corp customers de debug devinfra docs enterprise eu events
-    expenses ext extension extensions features finance for from get-cli
-    github-deployment-gate guide help ingest ingest-beta integration-platform integrations
-    invoice invoices ja jobs legal login logout lp mail manage my onboarding
-    organization-avatar organizations out payment payments platforms plugins policy pricing
-    privacy project-avatar projects receipt receipts referrals register remote resources sa1
-    sales security sentry-apps settings signup sponsorship ssh sso staff subscribe support
-    syntax syntaxfm team-avatar teams terms thanks themonitor trust us vs welcome
-    """.split()
+    [
+        "404",
+        "500",
+        "_admin",
+        "_experiment",
+        "_static",
+        "about",
+        "accept",
+        "access",
+        "account",
+        "accountspayable",
+        "acl",
+        "admin",
+        "answers",
+        "ap",
+        "api",
+        "app",
+        "at",
+        "au1",
+        "auth",
+        "authentication",
+        "avatar",
+        "billing",
+        "blog",
+        "branding",
+        "careers",
+        "client",
+        "clients",
+        "community",
+        "contact",
+        "corp",
+        "customers",
+        "de",
+        "debug",
+        "devinfra",
+        "docs",
+        "enterprise",
+        "eu",
+        "events",
+        "expenses",
+        "ext",
+        "extension",
+        "extensions",
+        "features",
+        "finance",
+        "for",
+        "from",
+        "get-cli",
+        "github-deployment-gate",
+        "guide",
+        "help",
+        "ingest",
+        "ingest-beta",
+        "integration-platform",
+        "integrations",
+        "invoice",
+        "invoices",
+        "ja",
+        "jobs",
+        "legal",
+        "login",
+        "logout",
+        "lp",
+        "mail",
+        "manage",
+        "my",
+        "onboarding",
+        "organization-avatar",
+        "organizations",
+        "out",
+        "payment",
+        "payments",
+        "platforms",
+        "plugins",
+        "policy",
+        "pricing",
+        "privacy",
+        "project-avatar",
+        "projects",
+        "receipt",
+        "receipts",
+        "referrals",
+        "register",
+        "remote",
+        "resources",
+        "sa1",
+        "sales",
+        "security",
+        "sentry-apps",
+        "settings",
+        "signup",
+        "sponsorship",
+        "ssh",
+        "sso",
+        "staff",
+        "subscribe",
+        "support",
+        "syntax",
+        "syntaxfm",
+        "team-avatar",
+        "teams",
+        "terms",
+        "thanks",
+        "themonitor",
+        "trust",
+        "us",
+        "vs",
+        "welcome",
+    ]
 )
 ORG_SLUG_MAX_LENGTH = 50
 PRIMARY_RESERVATION = 0
@@ -65,8 +162,10 @@ class OrganizationHandler(Handler):
         if slug in RESERVED_ORG_SLUGS:
             return True
         for table in ("sentry_organization", "sentry_organizationslugreservation"):
-            if find_existing(ctx, {"slug": slug}, table=table,
-                             ci_columns=frozenset({"slug"})) is not None:
+            if (
+                find_existing(ctx, {"slug": slug}, table=table, ci_columns=frozenset({"slug"}))
+                is not None
+            ):
                 return True
         return False
 
@@ -76,8 +175,9 @@ class OrganizationHandler(Handler):
             base = item.values["slug"]
             slug = first_free(base, ORG_SLUG_MAX_LENGTH, lambda s: self._taken(ctx, s))
             if slug is None:
-                raise RowFailed("IntegrityError", f"no free organization slug derived from "
-                                f"{base!r}")
+                raise RowFailed(
+                    "IntegrityError", f"no free organization slug derived from {base!r}"
+                )
             item.values["slug"] = slug
             item.slug = slug
             insert_row(ctx, item)
@@ -92,8 +192,15 @@ class OrganizationHandler(Handler):
                 "INSERT INTO sentry_organizationmapping "
                 "(organization_id, slug, name, date_created, idempotency_key, region_name, "
                 "status) VALUES (%s, %s, %s, COALESCE(%s::timestamptz, now()), %s, %s, %s)",
-                (item.new_pk, slug, (values.get("name") or "")[:64], values.get("date_added"),
-                 "", ctx.settings.region_name, values.get("status", 0)),
+                (
+                    item.new_pk,
+                    slug,
+                    (values.get("name") or "")[:64],
+                    values.get("date_added"),
+                    "",
+                    ctx.settings.region_name,
+                    values.get("status", 0),
+                ),
             )
 
 
@@ -104,8 +211,10 @@ class OrganizationMemberHandler(Handler):
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         token = item.values.get("token")
-        if token and (find_existing(ctx, {"token": token}) is not None
-                      or token in ctx.scratch.setdefault("member_tokens", set())):
+        if token and (
+            find_existing(ctx, {"token": token}) is not None
+            or token in ctx.scratch.setdefault("member_tokens", set())
+        ):
             item.values["token"] = secrets.token_hex(32)
         if item.values.get("token"):
             ctx.scratch["member_tokens"].add(item.values["token"])
@@ -113,9 +222,16 @@ class OrganizationMemberHandler(Handler):
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         copy_rows(ctx, items)
         rows = [
-            (i.values.get("organization_id"), i.new_pk, i.values.get("role") or "member",
-             i.values.get("user_id"), i.values.get("email"), i.values.get("inviter_id"),
-             i.values.get("invite_status", 0), i.values.get("date_added"))
+            (
+                i.values.get("organization_id"),
+                i.new_pk,
+                i.values.get("role") or "member",
+                i.values.get("user_id"),
+                i.values.get("email"),
+                i.values.get("inviter_id"),
+                i.values.get("invite_status", 0),
+                i.values.get("date_added"),
+            )
             for i in items
         ]
         ctx.cur.executemany(
@@ -166,8 +282,12 @@ class UniqueValueHandler(Handler):
 
 def org_auth_token(slug: str, url_prefix: str, region_url: str = "") -> str:
     """A new org auth token for the organization's final slug (spec 6.5)."""
-    payload = {"iat": time.time(), "url": url_prefix, "region_url": region_url or url_prefix,
-               "org": slug}
+    payload = {
+        "iat": time.time(),
+        "url": url_prefix,
+        "region_url": region_url or url_prefix,
+        "org": slug,
+    }
     encoded = base64.b64encode(json.dumps(payload).encode()).decode().rstrip("=")
     secret = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     return f"sntrys_{encoded}_{secret}"
@@ -179,15 +299,15 @@ class OrgAuthTokenHandler(Handler):
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         hashed = item.values.get("token_hashed")
         seen = ctx.scratch.setdefault("token_hashed", set())
-        if hashed and hashed not in seen and find_existing(
-                ctx, {"token_hashed": hashed}) is None:
+        if hashed and hashed not in seen and find_existing(ctx, {"token_hashed": hashed}) is None:
             seen.add(hashed)
             return
         org = ctx.target("sentry.organization", item.source.get("organization_id"))
         slug = org.slug if org is not None else None
         if not slug or not ctx.settings.url_prefix:
-            raise RowDropped("a new token is needed but the organization's slug or the "
-                             "instance URL is unknown")
+            raise RowDropped(
+                "a new token is needed but the organization's slug or the instance URL is unknown"
+            )
         token = org_auth_token(slug, ctx.settings.url_prefix)
         item.values["token_hashed"] = sha256_hex(token)
         item.values["token_last_characters"] = token[-4:]
@@ -217,8 +337,9 @@ class UserIpHandler(Handler):
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         for item in items:
             ctx.current = item
-            existing = find_existing(ctx, {"user_id": item.values["user_id"],
-                                           "ip_address": item.values["ip_address"]})
+            existing = find_existing(
+                ctx, {"user_id": item.values["user_id"], "ip_address": item.values["ip_address"]}
+            )
             if existing is None:
                 insert_row(ctx, item)
             else:
@@ -237,8 +358,7 @@ def org_handlers() -> dict[str, Handler]:
         "sentry.projectkey": ProjectKeyHandler(),
         "sentry.orgauthtoken": OrgAuthTokenHandler(),
         "sentry.monitor": UniqueValueHandler("guid", lambda _: fresh_uuid()),
-        "sentry.querysubscription": UniqueValueHandler("subscription_id",
-                                                       fresh_subscription_id),
+        "sentry.querysubscription": UniqueValueHandler("subscription_id", fresh_subscription_id),
         "sentry.userip": UserIpHandler(),
         "sentry.servicehook": UniqueValueHandler("guid", lambda _: fresh_key()),
         "sentry.sentryappcomponent": UniqueValueHandler("uuid", lambda _: fresh_uuid()),

@@ -86,12 +86,13 @@ class UserHandler(Handler):
                 free = first_free(
                     username,
                     MAX_USERNAME_LENGTH,
-                    lambda c: find_existing(ctx, {"username": c},
-                                            ci_columns=frozenset({"username"})) is not None,
+                    lambda c: (
+                        find_existing(ctx, {"username": c}, ci_columns=frozenset({"username"}))
+                        is not None
+                    ),
                 )
                 if free is None:
-                    raise RowFailed("IntegrityError",
-                                    f"no free username derived from {username!r}")
+                    raise RowFailed("IntegrityError", f"no free username derived from {username!r}")
                 item.values["username"] = free
             # ON CONFLICT: a concurrent batch may take the name between check and insert.
             cur.execute("SAVEPOINT user_insert")

@@ -125,9 +125,7 @@ def build_registry(
     for name, entry in detailed.items():
         for dep in _references(entry):
             if position[dep] > position[name]:
-                raise RegistryError(
-                    f"sorted.json places {name} before {dep}, which it references"
-                )
+                raise RegistryError(f"sorted.json places {name} before {dep}, which it references")
 
     models = []
     for name in sorted_names:

@@ -70,14 +70,14 @@ class ResolveFilters(beam.PTransform):
             user_pks = (
                 rows
                 | "Members" >> beam.Filter(lambda r: r.model == "sentry.organizationmember")
-                | "MemberUsers" >> beam.FlatMap(
+                | "MemberUsers"
+                >> beam.FlatMap(
                     lambda m, pks: [u] if (u := member_user_pk(m, pks)) is not None else [],
                     pks=beam.pvalue.AsSingleton(org_pks),
                 )
                 | "UserPks" >> beam.combiners.ToList()
-                | "AsUserFilter" >> beam.Map(
-                    lambda pks: Filters(user_pks=frozenset(pks), org_slugs=slugs)
-                )
+                | "AsUserFilter"
+                >> beam.Map(lambda pks: Filters(user_pks=frozenset(pks), org_slugs=slugs))
             )
         else:
             user_pks = pipeline | "UsernameFilter" >> beam.Create(
@@ -85,12 +85,14 @@ class ResolveFilters(beam.PTransform):
             )
         return (
             users
-            | "Emails" >> beam.FlatMap(
+            | "Emails"
+            >> beam.FlatMap(
                 lambda u, f: [e] if (e := user_email_if_selected(u, f)) is not None else [],
                 f=beam.pvalue.AsSingleton(user_pks),
             )
             | "EmailList" >> beam.combiners.ToList()
-            | "WithEmails" >> beam.Map(
+            | "WithEmails"
+            >> beam.Map(
                 lambda emails, f: Filters(f.usernames, f.user_pks, f.org_slugs, frozenset(emails)),
                 f=beam.pvalue.AsSingleton(user_pks),
             )
@@ -98,8 +100,9 @@ class ResolveFilters(beam.PTransform):
 
 
 class _AdmitFn(beam.DoFn):
-    def __init__(self, registry: Registry, settings: ImportSettings,
-                 removed_models: frozenset[str]) -> None:
+    def __init__(
+        self, registry: Registry, settings: ImportSettings, removed_models: frozenset[str]
+    ) -> None:
         self._registry = registry
         self._settings = settings
         self._removed = removed_models
@@ -115,8 +118,13 @@ class _AdmitFn(beam.DoFn):
 class AdmitRows(beam.PTransform):
     """Splits rows into admitted rows (main) and report entries (``skipped``)."""
 
-    def __init__(self, registry: Registry, settings: ImportSettings,
-                 removed_models: frozenset[str], filters: beam.PCollection) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        settings: ImportSettings,
+        removed_models: frozenset[str],
+        filters: beam.PCollection,
+    ) -> None:
         super().__init__()
         self.registry = registry
         self.settings = settings

@@ -11,7 +11,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from relocate.io.export_reader import BadRow, Row, iter_export
+from relocate.io.export_reader import BadRow, ExportFormatError, iter_export
 
 log = logging.getLogger("relocate.read")
 
@@ -37,15 +37,19 @@ class _ReadExportFn(beam.DoFn):
         self._rows = Metrics.counter("relocate", "rows_read")
 
     def process(self, path: str) -> Iterator[Any]:
+        from relocate.io.crypto import input_kind_error, open_plaintext, read_head
+
         source = open_source(path)
         try:
+            head, stream = read_head(source)
+            problem = input_kind_error(head, decrypting=self._decryption is not None)
+            if problem is not None:
+                raise ExportFormatError(problem)
             if self._decryption is not None:
-                from relocate.io.crypto import open_plaintext
-
-                with open_plaintext(source, self._decryption) as plain:
+                with open_plaintext(stream, self._decryption) as plain:
                     yield from self._rows_of(plain)
             else:
-                yield from self._rows_of(source)
+                yield from self._rows_of(stream)
         finally:
             if source is not sys.stdin.buffer:
                 source.close()
@@ -60,8 +64,9 @@ class _ReadExportFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(BAD, item)
                 continue
             self._rows.inc()
-            Metrics.counter("relocate.read", item.model if item.model in self._known
-                            else "<other>").inc()
+            Metrics.counter(
+                "relocate.read", item.model if item.model in self._known else "<other>"
+            ).inc()
             yield item
         log.info("read %d rows in all", count)
 
@@ -82,6 +87,8 @@ class ReadExport(beam.PTransform):
         return (
             pbegin
             | "Source" >> beam.Create([self.path])
-            | "Parse" >> beam.ParDo(_ReadExportFn(self.decryption, self.known_models))
-            .with_outputs(BAD, main="rows")
+            | "Parse"
+            >> beam.ParDo(_ReadExportFn(self.decryption, self.known_models)).with_outputs(
+                BAD, main="rows"
+            )
         )

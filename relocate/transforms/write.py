@@ -34,8 +34,13 @@ def connect(dsn: str) -> psycopg.Connection:
 
 
 class _WriteStageFn(beam.DoFn):
-    def __init__(self, stage: int, registry: Registry, settings: ImportSettings,
-                 layouts: dict[str, TableLayout | None]) -> None:
+    def __init__(
+        self,
+        stage: int,
+        registry: Registry,
+        settings: ImportSettings,
+        layouts: dict[str, TableLayout | None],
+    ) -> None:
         self._stage = stage
         self._registry = registry
         self._settings = settings
@@ -50,8 +55,9 @@ class _WriteStageFn(beam.DoFn):
     def _writer(self) -> BatchWriter:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = connect(self._settings.dsn)
-        return BatchWriter(self._conn, self._settings, self._registry, self._layouts,
-                           self._handlers)
+        return BatchWriter(
+            self._conn, self._settings, self._registry, self._layouts, self._handlers
+        )
 
     def start_bundle(self) -> None:
         self._buffers: dict[str, list[Converted]] = {}
@@ -73,9 +79,16 @@ class _WriteStageFn(beam.DoFn):
     def _flush(self, model: str) -> dict:
         rows = self._buffers.pop(model)
         result: BatchResult = self._writer().write(model, rows)
-        log.info("stage %d: %s: %d rows (%d inserted, %d existing, %d overwritten, "
-                 "%d dropped)", self._stage, model, result.rows, result.inserted,
-                 result.existing, result.overwritten, result.dropped)
+        log.info(
+            "stage %d: %s: %d rows (%d inserted, %d existing, %d overwritten, %d dropped)",
+            self._stage,
+            model,
+            result.rows,
+            result.inserted,
+            result.existing,
+            result.overwritten,
+            result.dropped,
+        )
         return dataclasses.asdict(result)
 
     def teardown(self) -> None:
@@ -94,8 +107,14 @@ class WriteStage(beam.PTransform):
     this stage.
     """
 
-    def __init__(self, stage: int, registry: Registry, settings: ImportSettings,
-                 layouts: dict[str, TableLayout | None], gate: beam.PCollection) -> None:
+    def __init__(
+        self,
+        stage: int,
+        registry: Registry,
+        settings: ImportSettings,
+        layouts: dict[str, TableLayout | None],
+        gate: beam.PCollection,
+    ) -> None:
         super().__init__()
         self.stage = stage
         self.registry = registry
