@@ -99,6 +99,16 @@ def _parser() -> argparse.ArgumentParser:
     local = sub.add_parser("local-db", help="the embedded local PostgreSQL cluster")
     local.add_argument("action", choices=("start", "stop", "status"))
 
+    rollback = sub.add_parser(
+        "rollback", help="remove what one import inserted and restore what it overwrote"
+    )
+    rollback.add_argument("--import-uuid", required=True)
+    _add_target_args(rollback)
+
+    from relocate.generate import register as register_generate
+
+    register_generate(sub)
+
     try:
         from relocate.backup_cli import register
     except ImportError:  # pragma: no cover - the backup commands are optional
@@ -368,6 +378,8 @@ def main(
             return _schema(args, out, err)
         if args.command == "local-db":
             return _local_db(args, out, err)
+        if args.command == "rollback":
+            return _rollback(args, out, err)
         return args.func(args)
     except UsageError as exc:
         parser.print_usage(err)
@@ -402,6 +414,33 @@ def _schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     with psycopg.connect(args.dsn) as conn:
         create_schema(conn)
     print("Schema created.", file=err)
+    return 0
+
+
+def _rollback(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import psycopg
+
+    from relocate.rollback import RollbackRefused, rollback_import
+    from relocate.schemas.registry import Registry
+
+    import_uuid = _import_uuid(args.import_uuid)
+    with ExitStack() as stack:
+        dsn = args.dsn
+        if dsn is None:
+            from relocate.embedded import embedded_target
+
+            dsn = stack.enter_context(embedded_target(err))
+        with psycopg.connect(dsn) as conn:
+            try:
+                result = rollback_import(conn, Registry.load(), import_uuid)
+            except (RollbackRefused, LookupError) as exc:
+                print(f"Error: {exc}", file=err)
+                return 1
+    for table, n in sorted(result.deleted.items()):
+        print(f"deleted {n:>8,} rows of {table}", file=err)
+    for table, n in sorted(result.restored.items()):
+        print(f"restored {n:>7,} rows of {table}", file=err)
+    print(f"Import {import_uuid} rolled back.", file=err)
     return 0
 
 

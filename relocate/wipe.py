@@ -30,19 +30,21 @@ def wipe_for_import(conn: psycopg.Connection, registry: Registry, import_uuid: s
     ).fetchone()
     if started:
         return False
-    wipe_database(conn, registry)
+    wipe_database(conn, registry, keep_import=import_uuid)
     return True
 
 
-def wipe_database(conn: psycopg.Connection, registry: Registry) -> list[str]:
+def wipe_database(
+    conn: psycopg.Connection, registry: Registry, keep_import: str | None = None
+) -> list[str]:
     """Empties every table the registry knows (relocatable and excluded models that exist
     in the target) and the side-effect tables, restarting their id sequences.
 
-    The pk-map ledger and the report are emptied too: they describe rows that no longer
-    exist. Returns the tables wiped.
+    Ledger entries of other imports are deleted too (they describe rows that no longer
+    exist); the report is kept, it is history. Returns the tables wiped.
     """
     names = [m.table for m in registry.models] + [t for _, t in registry.excluded]
-    names += list(SIDE_EFFECT_TABLES) + ["relocate_pk_map", "relocate_report"]
+    names += list(SIDE_EFFECT_TABLES)
     existing = {
         r[0]
         for r in conn.execute(
@@ -56,6 +58,13 @@ def wipe_database(conn: psycopg.Connection, registry: Registry) -> list[str]:
                 sql.SQL(", ").join(map(sql.Identifier, tables))
             )
         )
-    conn.execute("UPDATE relocate_import SET status = 'wiped' WHERE status <> 'wiped'")
+    conn.execute(
+        "DELETE FROM relocate_pk_map WHERE import_uuid IS DISTINCT FROM %s", (keep_import,)
+    )
+    conn.execute(
+        "UPDATE relocate_import SET status = 'wiped' "
+        "WHERE status <> 'wiped' AND import_uuid IS DISTINCT FROM %s",
+        (keep_import,),
+    )
     conn.commit()
     return tables

@@ -230,6 +230,31 @@ def find_existing(
     return row[0] if row else None
 
 
+def record_side_effects(ctx: WriteContext, table: str, ids: Iterable[int]) -> None:
+    """Remembers rows created beside the export's rows, for rollback."""
+    ids = [i for i in ids if i is not None]
+    if ids:
+        ctx.cur.execute(
+            "INSERT INTO relocate_side_effect (import_uuid, table_name, row_id) "
+            "SELECT %s, %s, unnest(%s::bigint[]) ON CONFLICT DO NOTHING",
+            (ctx.settings.import_uuid, table, ids),
+        )
+
+
+def insert_side_effect(ctx: WriteContext, table: str, values: dict[str, Any]) -> int | None:
+    """Inserts one side-effect row unless it collides; records it; returns its id."""
+    query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING RETURNING id").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, values)),
+        sql.SQL(", ").join(sql.Placeholder() * len(values)),
+    )
+    row = ctx.cur.execute(query, list(values.values())).fetchone()
+    if row is None:
+        return None
+    record_side_effects(ctx, table, [row[0]])
+    return row[0]
+
+
 def copy_rows(ctx: WriteContext, items: Sequence[Item]) -> None:
     """Writes rows with their claimed ids through COPY (the fast path)."""
     kinds = {c.column: c.kind for c in ctx.layout.columns}
@@ -471,7 +496,10 @@ class BatchWriter:
             changed = [
                 i
                 for i in mine
-                if i.kind != INSERTED or i.slug is not None or i.previous is not None
+                if i.kind != INSERTED
+                or i.slug is not None
+                or i.previous is not None
+                or i.new_pk != claimed[i.old_pk][0]
             ]
             if changed:
                 cur.execute(

@@ -23,6 +23,8 @@ from relocate.io.sink import (
     copy_rows,
     find_existing,
     insert_row,
+    insert_side_effect,
+    record_side_effects,
 )
 from relocate.rules.common import first_free, sha256_hex, slugify
 from relocate.rules.tokens import fresh_key, fresh_token, fresh_uuid
@@ -182,25 +184,31 @@ class OrganizationHandler(Handler):
             item.slug = slug
             insert_row(ctx, item)
             values = item.values
-            ctx.cur.execute(
-                "INSERT INTO sentry_organizationslugreservation "
-                "(slug, organization_id, user_id, region_name, reservation_type, date_added) "
-                "VALUES (%s, %s, -1, %s, %s, now())",
-                (slug, item.new_pk, ctx.settings.region_name, PRIMARY_RESERVATION),
+            reservation = insert_side_effect(
+                ctx,
+                "sentry_organizationslugreservation",
+                {
+                    "slug": slug,
+                    "organization_id": item.new_pk,
+                    "user_id": -1,
+                    "region_name": ctx.settings.region_name,
+                    "reservation_type": PRIMARY_RESERVATION,
+                },
             )
-            ctx.cur.execute(
-                "INSERT INTO sentry_organizationmapping "
-                "(organization_id, slug, name, date_created, idempotency_key, region_name, "
-                "status) VALUES (%s, %s, %s, COALESCE(%s::timestamptz, now()), %s, %s, %s)",
-                (
-                    item.new_pk,
-                    slug,
-                    (values.get("name") or "")[:64],
-                    values.get("date_added"),
-                    "",
-                    ctx.settings.region_name,
-                    values.get("status", 0),
-                ),
+            if reservation is None:
+                raise RowFailed("IntegrityError", f"slug {slug!r} is already reserved")
+            insert_side_effect(
+                ctx,
+                "sentry_organizationmapping",
+                {
+                    "organization_id": item.new_pk,
+                    "slug": slug,
+                    "name": (values.get("name") or "")[:64],
+                    "date_created": values.get("date_added") or ctx.now,
+                    "idempotency_key": "",
+                    "region_name": ctx.settings.region_name,
+                    "status": values.get("status", 0),
+                },
             )
 
 
@@ -234,13 +242,16 @@ class OrganizationMemberHandler(Handler):
             )
             for i in items
         ]
-        ctx.cur.executemany(
+        ids = ctx.cur.execute(
             "INSERT INTO sentry_organizationmembermapping (organization_id, "
             "organizationmember_id, role, user_id, email, inviter_id, invite_status, "
-            "date_added) VALUES (%s, %s, %s, %s, %s, %s, %s, COALESCE(%s::timestamptz, now())) "
-            "ON CONFLICT DO NOTHING",
-            rows,
-        )
+            "date_added) SELECT o, m, r, u, e, i, s, COALESCE(d::timestamptz, now()) "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::text[], "
+            "%s::bigint[], %s::smallint[], %s::text[]) AS t(o, m, r, u, e, i, s, d) "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            [list(column) for column in zip(*rows)],
+        ).fetchall()
+        record_side_effects(ctx, "sentry_organizationmembermapping", [r[0] for r in ids])
 
 
 class ProjectKeyHandler(Handler):

@@ -21,6 +21,7 @@ from relocate.io.sink import (
     WriteContext,
     find_existing,
     insert_row,
+    insert_side_effect,
     update_row,
 )
 from relocate.rules.common import first_free, secure_token, unusable_password
@@ -111,28 +112,27 @@ class UserHandler(Handler):
 
     def _side_effects(self, ctx: WriteContext, item: Item) -> None:
         """The rows Sentry's ORM creates with a new user."""
-        cur = ctx.cur
         if not ctx.settings.is_global:
-            cur.execute(
-                "INSERT INTO sentry_lostpasswordhash (user_id, hash, date_added) "
-                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (item.new_pk, secure_token(32), ctx.now),
+            insert_side_effect(
+                ctx,
+                "sentry_lostpasswordhash",
+                {"user_id": item.new_pk, "hash": secure_token(32), "date_added": ctx.now},
             )
         email = item.values.get("email")
         if email:
-            cur.execute(
-                "INSERT INTO sentry_useremail "
-                "(user_id, email, validation_hash, date_hash_added, is_verified) "
-                "VALUES (%s, %s, %s, %s, false) ON CONFLICT DO NOTHING",
-                (item.new_pk, email, secure_token(32), ctx.now),
+            insert_side_effect(
+                ctx,
+                "sentry_useremail",
+                {
+                    "user_id": item.new_pk,
+                    "email": email,
+                    "validation_hash": secure_token(32),
+                    "date_hash_added": ctx.now,
+                    "is_verified": False,
+                },
             )
-            cur.execute(
-                "INSERT INTO sentry_email (email, date_added) "
-                "SELECT %s, %s WHERE NOT EXISTS "
-                "(SELECT 1 FROM sentry_email WHERE lower(email) = lower(%s)) "
-                "ON CONFLICT DO NOTHING",
-                (email, ctx.now, email),
-            )
+            # The unique index on lower(email) makes an existing address a no-op.
+            insert_side_effect(ctx, "sentry_email", {"email": email, "date_added": ctx.now})
 
 
 class EmailHandler(Handler):

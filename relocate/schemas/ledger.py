@@ -8,11 +8,14 @@
 * ``relocate_report``: every row an import skipped or dropped, and every finding, with
   the reason. Keyed by run so that a resumed import reports its own run.
 * ``relocate_import``: one row per import (scope, flags, status), for resume and rollback.
+* ``relocate_side_effect``: rows an import created that are not rows of the export
+  (primary user emails, lost-password hashes, slug reservations, mappings), so that a
+  rollback removes them too.
 """
 
 from __future__ import annotations
 
-LEDGER_TABLES = ("relocate_pk_map", "relocate_report", "relocate_import")
+LEDGER_TABLES = ("relocate_pk_map", "relocate_report", "relocate_import", "relocate_side_effect")
 
 LEDGER_DDL: tuple[str, ...] = (
     """
@@ -55,4 +58,12 @@ LEDGER_DDL: tuple[str, ...] = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS relocate_report_import ON relocate_report (import_uuid)",
+    """
+    CREATE TABLE IF NOT EXISTS relocate_side_effect (
+        import_uuid uuid NOT NULL,
+        table_name text NOT NULL,
+        row_id bigint NOT NULL,
+        PRIMARY KEY (import_uuid, table_name, row_id)
+    )
+    """,
 )

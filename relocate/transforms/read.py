@@ -51,7 +51,7 @@ class _ReadExportFn(beam.DoFn):
             else:
                 yield from self._rows_of(stream)
         finally:
-            if source is not sys.stdin.buffer:
+            if path != "-":
                 source.close()
 
     def _rows_of(self, stream: Any) -> Iterator[Any]:

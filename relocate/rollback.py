@@ -1,0 +1,158 @@
+"""``relocate rollback``: undo one import, using what the ledger kept.
+
+Rows the import inserted are deleted and rows it overwrote get their old values back,
+in reverse stage order, in one transaction, together with the rows it created beside the
+export's rows (``relocate_side_effect``) and its chunk records. Rows it only mapped to
+(Existing) are not touched. It refuses when a row that is not part of the import points at
+a row it would delete (a later import merged into its user, or someone added a member to
+its organization): deleting would break that row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from relocate.schemas.registry import Registry
+
+
+class RollbackRefused(RuntimeError):
+    """The rollback would break rows that depend on what it removes."""
+
+
+@dataclass
+class RollbackResult:
+    deleted: dict[str, int] = field(default_factory=dict)
+    restored: dict[str, int] = field(default_factory=dict)
+
+
+#: Side-effect tables and the columns through which they point at imported rows.
+SIDE_EFFECT_REFERENCES = {
+    "sentry_lostpasswordhash": [("user_id", "auth_user")],
+    "sentry_useremail": [("user_id", "auth_user")],
+    "sentry_organizationslugreservation": [("organization_id", "sentry_organization")],
+    "sentry_organizationmapping": [("organization_id", "sentry_organization")],
+    "sentry_organizationmembermapping": [
+        ("organization_id", "sentry_organization"),
+        ("organizationmember_id", "sentry_organizationmember"),
+        ("user_id", "auth_user"),
+    ],
+}
+
+
+def _deletions(conn: psycopg.Connection, registry: Registry, import_uuid: str
+               ) -> dict[str, set[int]]:
+    """table -> ids this import created (Inserted rows and side effects)."""
+    by_table: dict[str, set[int]] = defaultdict(set)
+    for model, new_pk in conn.execute(
+        "SELECT model, new_pk FROM relocate_pk_map WHERE import_uuid = %s AND kind = 'Inserted'",
+        (import_uuid,),
+    ):
+        info = registry.get(model)
+        if info is not None:
+            by_table[info.table].add(new_pk)
+    for table, row_id in conn.execute(
+        "SELECT table_name, row_id FROM relocate_side_effect WHERE import_uuid = %s",
+        (import_uuid,),
+    ):
+        by_table[table].add(row_id)
+    return by_table
+
+
+def _references(registry: Registry) -> list[tuple[str, str, str]]:
+    """(referencing table, column, referenced table) for every known reference."""
+    refs = []
+    for model in registry.models:
+        for fk in model.foreign_keys:
+            if fk.excluded:
+                continue
+            refs.append((model.table, fk.column, registry[fk.target].table))
+    for table, columns in SIDE_EFFECT_REFERENCES.items():
+        refs.extend((table, column, target) for column, target in columns)
+    return refs
+
+
+def _check_dependents(conn: psycopg.Connection, registry: Registry,
+                      doomed: dict[str, set[int]]) -> None:
+    existing = {r[0] for r in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+    problems = []
+    for table, column, target in _references(registry):
+        if target not in doomed or table not in existing:
+            continue
+        targets = sorted(doomed[target])
+        own = sorted(doomed.get(table, ()))
+        query = sql.SQL(
+            "SELECT id, {col} FROM {table} WHERE {col} = ANY(%s) AND NOT (id = ANY(%s)) LIMIT 3"
+        ).format(col=sql.Identifier(column), table=sql.Identifier(table))
+        for row_id, ref in conn.execute(query, (targets, own)):
+            problems.append(f"{table} id {row_id} ({column} = {ref})")
+    if problems:
+        raise RollbackRefused(
+            "refusing to roll back: rows written after this import depend on rows it "
+            "created: " + "; ".join(problems[:10])
+            + ("" if len(problems) <= 10 else f"; and {len(problems) - 10} more")
+        )
+
+
+def rollback_import(conn: psycopg.Connection, registry: Registry, import_uuid: str
+                    ) -> RollbackResult:
+    """Removes what ``import_uuid`` inserted and restores what it overwrote.
+
+    Raises:
+        RollbackRefused: later rows depend on rows the import created.
+        LookupError: nothing is known of that import.
+    """
+    result = RollbackResult()
+    with conn.transaction():
+        known = conn.execute(
+            "SELECT 1 FROM relocate_import WHERE import_uuid = %s", (import_uuid,)
+        ).fetchone()
+        if not known:
+            raise LookupError(f"no import {import_uuid} in this database")
+        doomed = _deletions(conn, registry, import_uuid)
+        _check_dependents(conn, registry, doomed)
+        # Overwritten rows first get their old values back (they are never deleted).
+        for model, new_pk, previous in conn.execute(
+            "SELECT model, new_pk, previous FROM relocate_pk_map WHERE import_uuid = %s "
+            "AND kind = 'Overwrite' AND previous IS NOT NULL ORDER BY stage DESC",
+            (import_uuid,),
+        ).fetchall():
+            table = registry[model].table
+            conn.execute(
+                sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
+                    sql.Identifier(table),
+                    sql.SQL(", ").join(
+                        sql.SQL("{} = %s").format(sql.Identifier(c)) for c in previous
+                    ),
+                ),
+                [*previous.values(), new_pk],
+            )
+            result.restored[table] = result.restored.get(table, 0) + 1
+        # Side effects first, then models in reverse stage order: children before parents.
+        stage_of = {m.table: m.stage for m in registry.models}
+        order = sorted(doomed, key=lambda t: -stage_of.get(t, 99))
+        for table in order:
+            ids = sorted(doomed[table])
+            cur = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
+                (ids,),
+            )
+            result.deleted[table] = cur.rowcount
+        for table in ("sentry_regionimportchunk", "sentry_controlimportchunk",
+                      "sentry_controlimportchunkreplica"):
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE import_uuid = %s").format(sql.Identifier(table)),
+                (import_uuid,),
+            )
+        conn.execute("DELETE FROM relocate_pk_map WHERE import_uuid = %s", (import_uuid,))
+        conn.execute("DELETE FROM relocate_side_effect WHERE import_uuid = %s", (import_uuid,))
+        conn.execute(
+            "UPDATE relocate_import SET status = 'rolled back', finished_at = now() "
+            "WHERE import_uuid = %s",
+            (import_uuid,),
+        )
+    return result
