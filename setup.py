@@ -1,12 +1,14 @@
 """Packaging for relocate: Sentry's backup import as an Apache Beam pipeline."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 setup(
     name="relocate",
     version="0.1.0",
     description="Import Sentry backups into PostgreSQL with Apache Beam",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.15",
     packages=find_packages(include=["relocate", "relocate.*"]),

@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--no-prompt", action="store_true")
         p.add_argument("--silent", action="store_true")
         p.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
+        p.add_argument("--inject-fault", help=argparse.SUPPRESS)
         if scope != "global":
             p.add_argument("--merge-users", action="store_true")
         if scope == "users":
@@ -331,6 +332,7 @@ def _execute(
         ),
         batch_size=args.batch_size,
         geoip_db=getattr(args, "geoip_db", None),
+        fault=args.inject_fault,
     )
     progress = _Progress(dsn, import_uuid, err) if not args.silent else ExitStack()
     with progress, ExitStack() as stack:

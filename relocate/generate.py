@@ -124,60 +124,297 @@ GLOBAL_ONLY = (
 )
 
 FIRST_NAMES = (
-    "ada", "alan", "alice", "amir", "ana", "anna", "arjun", "ben", "carla", "chen", "chloe",
-    "dana", "david", "diego", "elena", "emma", "erik", "fatima", "felix", "grace", "hana", "hugo",
-    "ines", "ivan", "jack", "james", "jana", "jonas", "julia", "kai", "karim", "kate", "lars",
-    "laura", "leo", "lina", "lucas", "maria", "marta", "max", "maya", "mia", "nadia", "nils",
-    "noah", "olga", "omar", "paul", "pedro", "priya", "rosa", "sam", "sara", "sofia", "tom", "uma",
-    "victor", "wei", "yara", "yusuf", "zoe",
+    "ada",
+    "alan",
+    "alice",
+    "amir",
+    "ana",
+    "anna",
+    "arjun",
+    "ben",
+    "carla",
+    "chen",
+    "chloe",
+    "dana",
+    "david",
+    "diego",
+    "elena",
+    "emma",
+    "erik",
+    "fatima",
+    "felix",
+    "grace",
+    "hana",
+    "hugo",
+    "ines",
+    "ivan",
+    "jack",
+    "james",
+    "jana",
+    "jonas",
+    "julia",
+    "kai",
+    "karim",
+    "kate",
+    "lars",
+    "laura",
+    "leo",
+    "lina",
+    "lucas",
+    "maria",
+    "marta",
+    "max",
+    "maya",
+    "mia",
+    "nadia",
+    "nils",
+    "noah",
+    "olga",
+    "omar",
+    "paul",
+    "pedro",
+    "priya",
+    "rosa",
+    "sam",
+    "sara",
+    "sofia",
+    "tom",
+    "uma",
+    "victor",
+    "wei",
+    "yara",
+    "yusuf",
+    "zoe",
 )
 LAST_NAMES = (
-    "adams", "ali", "bauer", "becker", "brown", "chen", "costa", "cruz", "das", "diaz", "evans",
-    "fischer", "garcia", "gomez", "hall", "hansen", "ito", "jensen", "jones", "kim", "king",
-    "klein", "kumar", "lee", "lopez", "martin", "meyer", "miller", "moreau", "muller", "nakamura",
-    "nguyen", "novak", "olsen", "park", "patel", "perez", "rossi", "sato", "schmidt", "silva",
-    "singh", "smith", "suzuki", "tanaka", "taylor", "torres", "vogel", "wagner", "walker", "wang",
-    "weber", "white", "wilson", "wong", "young", "zhang",
+    "adams",
+    "ali",
+    "bauer",
+    "becker",
+    "brown",
+    "chen",
+    "costa",
+    "cruz",
+    "das",
+    "diaz",
+    "evans",
+    "fischer",
+    "garcia",
+    "gomez",
+    "hall",
+    "hansen",
+    "ito",
+    "jensen",
+    "jones",
+    "kim",
+    "king",
+    "klein",
+    "kumar",
+    "lee",
+    "lopez",
+    "martin",
+    "meyer",
+    "miller",
+    "moreau",
+    "muller",
+    "nakamura",
+    "nguyen",
+    "novak",
+    "olsen",
+    "park",
+    "patel",
+    "perez",
+    "rossi",
+    "sato",
+    "schmidt",
+    "silva",
+    "singh",
+    "smith",
+    "suzuki",
+    "tanaka",
+    "taylor",
+    "torres",
+    "vogel",
+    "wagner",
+    "walker",
+    "wang",
+    "weber",
+    "white",
+    "wilson",
+    "wong",
+    "young",
+    "zhang",
 )
 DOMAINS = ("example.com", "example.org", "example.net", "corp.example.com", "mail.example.org")
 ALT_DOMAINS = ("users.example.net", "inbox.example.com", "post.example.org")
 ADJECTIVES = (
-    "amber", "bold", "brave", "bright", "calm", "clever", "cosmic", "crisp", "daring", "eager",
-    "fancy", "gentle", "golden", "happy", "humble", "jolly", "keen", "lively", "lucky", "mellow",
-    "misty", "noble", "polar", "proud", "quick", "quiet", "rapid", "royal", "rustic", "silent",
-    "silver", "smooth", "solar", "steady", "sunny", "swift", "tidy", "vivid", "witty",
+    "amber",
+    "bold",
+    "brave",
+    "bright",
+    "calm",
+    "clever",
+    "cosmic",
+    "crisp",
+    "daring",
+    "eager",
+    "fancy",
+    "gentle",
+    "golden",
+    "happy",
+    "humble",
+    "jolly",
+    "keen",
+    "lively",
+    "lucky",
+    "mellow",
+    "misty",
+    "noble",
+    "polar",
+    "proud",
+    "quick",
+    "quiet",
+    "rapid",
+    "royal",
+    "rustic",
+    "silent",
+    "silver",
+    "smooth",
+    "solar",
+    "steady",
+    "sunny",
+    "swift",
+    "tidy",
+    "vivid",
+    "witty",
 )
 ANIMALS = (
-    "badger", "bison", "crane", "eagle", "falcon", "ferret", "fox", "gecko", "goose", "heron",
-    "ibis", "jackal", "koala", "lemur", "llama", "lynx", "marten", "mole", "moose", "newt",
-    "otter", "owl", "panda", "puffin", "quail", "raven", "robin", "salmon", "seal", "shrew",
-    "sloth", "swan", "tapir", "tiger", "toucan", "trout", "viper", "walrus", "wolf", "yak",
+    "badger",
+    "bison",
+    "crane",
+    "eagle",
+    "falcon",
+    "ferret",
+    "fox",
+    "gecko",
+    "goose",
+    "heron",
+    "ibis",
+    "jackal",
+    "koala",
+    "lemur",
+    "llama",
+    "lynx",
+    "marten",
+    "mole",
+    "moose",
+    "newt",
+    "otter",
+    "owl",
+    "panda",
+    "puffin",
+    "quail",
+    "raven",
+    "robin",
+    "salmon",
+    "seal",
+    "shrew",
+    "sloth",
+    "swan",
+    "tapir",
+    "tiger",
+    "toucan",
+    "trout",
+    "viper",
+    "walrus",
+    "wolf",
+    "yak",
     "zebra",
 )
 PROJECT_NAMES = (
-    "backend", "api", "web", "frontend", "mobile-ios", "mobile-android", "payments", "checkout",
-    "search", "auth", "gateway", "worker", "scheduler", "billing", "notifications", "analytics",
-    "admin", "ingest", "exporter", "importer", "mailer", "cron", "reports", "sdk-demo",
+    "backend",
+    "api",
+    "web",
+    "frontend",
+    "mobile-ios",
+    "mobile-android",
+    "payments",
+    "checkout",
+    "search",
+    "auth",
+    "gateway",
+    "worker",
+    "scheduler",
+    "billing",
+    "notifications",
+    "analytics",
+    "admin",
+    "ingest",
+    "exporter",
+    "importer",
+    "mailer",
+    "cron",
+    "reports",
+    "sdk-demo",
 )
 PLATFORMS = (
-    "python", "python-django", "javascript", "javascript-react", "node", "java", "go",
-    "ruby-rails", "php-laravel", "apple-ios", "android", "dotnet", None,
+    "python",
+    "python-django",
+    "javascript",
+    "javascript-react",
+    "node",
+    "java",
+    "go",
+    "ruby-rails",
+    "php-laravel",
+    "apple-ios",
+    "android",
+    "dotnet",
+    None,
 )
 TEAM_NAMES = (
-    "platform", "frontend", "backend", "mobile", "infra", "data", "growth", "payments", "security",
-    "sre", "qa", "design", "core", "api", "ops",
+    "platform",
+    "frontend",
+    "backend",
+    "mobile",
+    "infra",
+    "data",
+    "growth",
+    "payments",
+    "security",
+    "sre",
+    "qa",
+    "design",
+    "core",
+    "api",
+    "ops",
 )
 TIMEZONES = (
-    "Europe/Vienna", "Europe/Berlin", "Europe/London", "America/New_York",
-    "America/Los_Angeles", "America/Sao_Paulo", "Asia/Tokyo", "Asia/Kolkata",
-    "Australia/Sydney", "UTC",
+    "Europe/Vienna",
+    "Europe/Berlin",
+    "Europe/London",
+    "America/New_York",
+    "America/Los_Angeles",
+    "America/Sao_Paulo",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+    "UTC",
 )
 LANGUAGES = ("en", "de", "fr", "es", "ja", "pt-br")
 ENVIRONMENTS = ("production", "staging", "development")
 DASHBOARD_TITLES = ("Backend health", "Frontend vitals", "Errors overview", "Releases")
 WIDGET_TITLES = ("Errors by project", "p95 duration", "Top transactions", "Crash-free rate")
-COUNTRIES = (("US", "CA"), ("DE", "BE"), ("AT", "9"), ("GB", "ENG"), ("FR", "IDF"),
-             ("JP", "13"), ("BR", "SP"), ("IN", "KA"))
+COUNTRIES = (
+    ("US", "CA"),
+    ("DE", "BE"),
+    ("AT", "9"),
+    ("GB", "ENG"),
+    ("FR", "IDF"),
+    ("JP", "13"),
+    ("BR", "SP"),
+    ("IN", "KA"),
+)
 ROLES = ("owner", "manager", "manager", "admin", "admin", "admin", "admin", "admin")
 
 
@@ -226,64 +463,133 @@ INSTALL_OPTIONS = tuple(
 RULE_DATA = tuple(
     _s(_j(data))
     for data in (
-        {"conditions": [
-            {"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}],
-         "action_match": "all", "filter_match": "all",
-         "actions": [{"id": "sentry.mail.actions.NotifyEmailAction", "targetType": "IssueOwners",
-                      "fallthroughType": "ActiveMembers"}], "frequency": 30},
-        {"conditions": [
-            {"id": "sentry.rules.conditions.regression_event.RegressionEventCondition"}],
-         "action_match": "any", "filter_match": "all",
-         "actions": [{"id": "sentry.rules.actions.notify_event.NotifyEventAction"}],
-         "frequency": 60},
-        {"conditions": [{"id": "sentry.rules.conditions.event_frequency.EventFrequencyCondition",
-                         "interval": "1h", "value": 100, "comparisonType": "count"}],
-         "action_match": "all", "filter_match": "all",
-         "actions": [{"id": "sentry.rules.actions.notify_event_service.NotifyEventServiceAction",
-                      "service": "mail"}], "frequency": 1440},
+        {
+            "conditions": [
+                {"id": "sentry.rules.conditions.first_seen_event.FirstSeenEventCondition"}
+            ],
+            "action_match": "all",
+            "filter_match": "all",
+            "actions": [
+                {
+                    "id": "sentry.mail.actions.NotifyEmailAction",
+                    "targetType": "IssueOwners",
+                    "fallthroughType": "ActiveMembers",
+                }
+            ],
+            "frequency": 30,
+        },
+        {
+            "conditions": [
+                {"id": "sentry.rules.conditions.regression_event.RegressionEventCondition"}
+            ],
+            "action_match": "any",
+            "filter_match": "all",
+            "actions": [{"id": "sentry.rules.actions.notify_event.NotifyEventAction"}],
+            "frequency": 60,
+        },
+        {
+            "conditions": [
+                {
+                    "id": "sentry.rules.conditions.event_frequency.EventFrequencyCondition",
+                    "interval": "1h",
+                    "value": 100,
+                    "comparisonType": "count",
+                }
+            ],
+            "action_match": "all",
+            "filter_match": "all",
+            "actions": [
+                {
+                    "id": "sentry.rules.actions.notify_event_service.NotifyEventServiceAction",
+                    "service": "mail",
+                }
+            ],
+            "frequency": 1440,
+        },
     )
 )
 RULE_LABELS = ("New issue", "Regression", "High volume")
 PROJECT_OPTION_KEYS = (
-    "sentry:relay-rev", "sentry:relay-rev-lastchange", "sentry:option-epoch", "sentry:origins",
-    "sentry:resolve_age", "sentry:scrub_data", "sentry:token", "mail:subject_prefix",
+    "sentry:relay-rev",
+    "sentry:relay-rev-lastchange",
+    "sentry:option-epoch",
+    "sentry:origins",
+    "sentry:resolve_age",
+    "sentry:scrub_data",
+    "sentry:token",
+    "mail:subject_prefix",
 )
 KEY_DATA = (
     _j({"dynamicSdkLoaderOptions": {"hasPerformance": True, "hasReplay": True}}),
-    _j({"dynamicSdkLoaderOptions": {"hasPerformance": False, "hasReplay": False,
-                                    "hasDebug": False}}),
+    _j(
+        {
+            "dynamicSdkLoaderOptions": {
+                "hasPerformance": False,
+                "hasReplay": False,
+                "hasDebug": False,
+            }
+        }
+    ),
 )
 MONITOR_CONFIGS = tuple(
-    _j(c) for c in (
-        {"schedule": "0 * * * *", "schedule_type": 1, "checkin_margin": 5,
-         "max_runtime": 30, "timezone": "UTC"},
-        {"schedule": [1, "day"], "schedule_type": 2, "checkin_margin": None,
-         "max_runtime": None, "timezone": "Europe/Vienna"},
-        {"schedule": "*/15 * * * *", "schedule_type": 1, "checkin_margin": 2,
-         "max_runtime": 10, "timezone": "America/New_York"},
+    _j(c)
+    for c in (
+        {
+            "schedule": "0 * * * *",
+            "schedule_type": 1,
+            "checkin_margin": 5,
+            "max_runtime": 30,
+            "timezone": "UTC",
+        },
+        {
+            "schedule": [1, "day"],
+            "schedule_type": 2,
+            "checkin_margin": None,
+            "max_runtime": None,
+            "timezone": "Europe/Vienna",
+        },
+        {
+            "schedule": "*/15 * * * *",
+            "schedule_type": 1,
+            "checkin_margin": 2,
+            "max_runtime": 10,
+            "timezone": "America/New_York",
+        },
     )
 )
 SNUBA_QUERIES = (
     # (type, dataset, query, aggregate, time_window, event type)
     (0, "events", "level:error", "count()", 600, 0),
     (1, "transactions", "", "p95(transaction.duration)", 900, 2),
-    (2, "metrics", "", "percentage(sessions_crashed, sessions) AS _crash_rate_alert_aggregate",
-     3600, 1),
+    (
+        2,
+        "metrics",
+        "",
+        "percentage(sessions_crashed, sessions) AS _crash_rate_alert_aggregate",
+        3600,
+        1,
+    ),
 )
 WIDGET_QUERIES = tuple(
     (_j(fields), _j(aggregates), _j(columns), _j(aliases), _s(orderby))
     for fields, aggregates, columns, aliases, orderby in (
         (["project", "count()"], ["count()"], ["project"], ["", ""], "-count()"),
         (["p95(transaction.duration)"], ["p95(transaction.duration)"], [], [""], ""),
-        (["transaction", "count()", "p75(transaction.duration)"],
-         ["count()", "p75(transaction.duration)"], ["transaction"], ["", "", ""], "-count()"),
+        (
+            ["transaction", "count()", "p75(transaction.duration)"],
+            ["count()", "p75(transaction.duration)"],
+            ["transaction"],
+            ["", "", ""],
+            "-count()",
+        ),
         (["crash_free_rate(session)"], ["crash_free_rate(session)"], [], [""], ""),
     )
 )
 
 
-def org_counts(users: int = STD_USERS, projects: int = STD_PROJECTS,
-               scope: str = "organizations") -> dict[str, int]:
+def org_counts(
+    users: int = STD_USERS, projects: int = STD_PROJECTS, scope: str = "organizations"
+) -> dict[str, int]:
     """Rows per model of one organization with ``users`` users and ``projects`` projects.
 
     The generators below produce exactly these counts; ``plan_export`` sizes the export
@@ -330,13 +636,15 @@ def org_counts(users: int = STD_USERS, projects: int = STD_PROJECTS,
         "sentry.alertruleactivity": p,
     }
     if scope == "global":
-        counts.update({
-            "sentry.integration": 1,
-            "sentry.organizationintegration": 1,
-            "sentry.userip": u,
-            "sentry.authenticator": second,
-            "sentry.apiapplication": 1,
-        })
+        counts.update(
+            {
+                "sentry.integration": 1,
+                "sentry.organizationintegration": 1,
+                "sentry.userip": u,
+                "sentry.authenticator": second,
+                "sentry.apiapplication": 1,
+            }
+        )
     return counts
 
 
@@ -430,9 +738,7 @@ class _Rows:
             + f"{ms % 1000:03d}Z"
             for ms in stamps
         )
-        self.names = tuple(
-            (rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)) for _ in range(4096)
-        )
+        self.names = tuple((rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)) for _ in range(4096))
 
     # -- shared, index-derived values -------------------------------------------------
 
@@ -471,48 +777,58 @@ class _Rows:
     def m_option(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.option"))
         for k, (key, value) in enumerate(INSTALL_OPTIONS):
-            yield (f'{{"model":"sentry.option","pk":{k + 1},"fields":{{"key":{_s(key)},'
-                   f'"last_updated":"{stamp()}","last_updated_by":"unknown","value":{value}}}}}')
+            yield (
+                f'{{"model":"sentry.option","pk":{k + 1},"fields":{{"key":{_s(key)},'
+                f'"last_updated":"{stamp()}","last_updated_by":"unknown","value":{value}}}}}'
+            )
 
     def m_integration(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.integration"))
         for org, *_ in self.org_shapes():
             ts = stamp()
-            yield (f'{{"model":"sentry.integration","pk":{org + 1},"fields":{{'
-                   f'"date_updated":"{ts}","date_added":"{ts}","provider":"github",'
-                   f'"external_id":"{7_100_000 + org}","name":"{self.org_slug(org)}",'
-                   f'"metadata":{{"access_token":null,"expires_at":null,"icon":'
-                   f'"https://avatars.githubusercontent.com/u/{7_100_000 + org}?v=4",'
-                   f'"domain_name":"github.com/{self.org_slug(org)}","account_type":'
-                   f'"Organization"}},"status":0}}}}')
+            yield (
+                f'{{"model":"sentry.integration","pk":{org + 1},"fields":{{'
+                f'"date_updated":"{ts}","date_added":"{ts}","provider":"github",'
+                f'"external_id":"{7_100_000 + org}","name":"{self.org_slug(org)}",'
+                f'"metadata":{{"access_token":null,"expires_at":null,"icon":'
+                f'"https://avatars.githubusercontent.com/u/{7_100_000 + org}?v=4",'
+                f'"domain_name":"github.com/{self.org_slug(org)}","account_type":'
+                f'"Organization"}},"status":0}}}}'
+            )
 
     def m_organization(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.organization"))
         for org, *_ in self.org_shapes():
             slug = self.org_slug(org)
             name = " ".join(w.capitalize() for w in slug.split("-")[:2])
-            yield (f'{{"model":"sentry.organization","pk":{ORG_BASE + org},"fields":{{'
-                   f'"name":"{name} {org + 1}","slug":"{slug}","status":0,'
-                   f'"date_added":"{stamp()}","default_role":"member","is_test":false,'
-                   f'"flags":"1"}}}}')
+            yield (
+                f'{{"model":"sentry.organization","pk":{ORG_BASE + org},"fields":{{'
+                f'"name":"{name} {org + 1}","slug":"{slug}","status":0,'
+                f'"date_added":"{stamp()}","default_role":"member","is_test":false,'
+                f'"flags":"1"}}}}'
+            )
 
     def m_organizationintegration(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.organizationintegration"))
         for org, *_ in self.org_shapes():
             ts = stamp()
-            yield (f'{{"model":"sentry.organizationintegration","pk":{org + 1},"fields":{{'
-                   f'"date_updated":"{ts}","date_added":"{ts}",'
-                   f'"organization_id":{ORG_BASE + org},"integration":{org + 1},'
-                   f'"config":{{}},"default_auth_id":null,"status":0,'
-                   f'"grace_period_end":null}}}}')
+            yield (
+                f'{{"model":"sentry.organizationintegration","pk":{org + 1},"fields":{{'
+                f'"date_updated":"{ts}","date_added":"{ts}",'
+                f'"organization_id":{ORG_BASE + org},"integration":{org + 1},'
+                f'"config":{{}},"default_auth_id":null,"status":0,'
+                f'"grace_period_end":null}}}}'
+            )
 
     def m_organizationoption(self) -> Iterator[str]:
         per = self.std["sentry.organizationoption"]
         for org, *_ in self.org_shapes():
             for k, (key, value) in enumerate(ORG_OPTIONS):
-                yield (f'{{"model":"sentry.organizationoption","pk":{org * per + k + 1},'
-                       f'"fields":{{"organization":{ORG_BASE + org},"key":"{key}",'
-                       f'"value":{value}}}}}')
+                yield (
+                    f'{{"model":"sentry.organizationoption","pk":{org * per + k + 1},'
+                    f'"fields":{{"organization":{ORG_BASE + org},"key":"{key}",'
+                    f'"value":{value}}}}}'
+                )
 
     def m_team(self) -> Iterator[str]:
         rng = self.rng("sentry.team")
@@ -522,10 +838,12 @@ class _Rows:
             shift = rng.randrange(len(TEAM_NAMES))
             for k in range(teams):
                 name = TEAM_NAMES[(shift + k) % len(TEAM_NAMES)]
-                yield (f'{{"model":"sentry.team","pk":{TEAM_BASE + org * per + k},"fields":{{'
-                       f'"organization":{ORG_BASE + org},"slug":"{name}",'
-                       f'"name":"{name.capitalize()}","status":0,"idp_provisioned":false,'
-                       f'"date_added":"{stamp()}"}}}}')
+                yield (
+                    f'{{"model":"sentry.team","pk":{TEAM_BASE + org * per + k},"fields":{{'
+                    f'"organization":{ORG_BASE + org},"slug":"{name}",'
+                    f'"name":"{name.capitalize()}","status":0,"idp_provisioned":false,'
+                    f'"date_added":"{stamp()}"}}}}'
+                )
 
     def m_user(self) -> Iterator[str]:
         rng = self.rng("sentry.user")
@@ -541,15 +859,17 @@ class _Rows:
                 active = "false" if rand() < 0.1 else "true"
                 last_login = f'"{stamp()}"' if rand() < 0.8 else "null"
                 joined = stamp()
-                yield (f'{{"model":"sentry.user","pk":{i + 1},"fields":{{'
-                       f'"password":"pbkdf2_sha256$600000${salt}${digest}",'
-                       f'"last_login":{last_login},"username":"{email}",'
-                       f'"name":"{first.capitalize()} {last.capitalize()}","email":"{email}",'
-                       f'"is_staff":false,"is_active":{active},"is_unclaimed":false,'
-                       f'"is_superuser":false,"is_managed":false,"is_sentry_app":null,'
-                       f'"is_password_expired":false,"last_password_change":"{joined}",'
-                       f'"flags":"0","session_nonce":null,"date_joined":"{joined}",'
-                       f'"last_active":"{stamp()}","avatar_type":0,"avatar_url":null}}}}')
+                yield (
+                    f'{{"model":"sentry.user","pk":{i + 1},"fields":{{'
+                    f'"password":"pbkdf2_sha256$600000${salt}${digest}",'
+                    f'"last_login":{last_login},"username":"{email}",'
+                    f'"name":"{first.capitalize()} {last.capitalize()}","email":"{email}",'
+                    f'"is_staff":false,"is_active":{active},"is_unclaimed":false,'
+                    f'"is_superuser":false,"is_managed":false,"is_sentry_app":null,'
+                    f'"is_password_expired":false,"last_password_change":"{joined}",'
+                    f'"flags":"0","session_nonce":null,"date_joined":"{joined}",'
+                    f'"last_active":"{stamp()}","avatar_type":0,"avatar_url":null}}}}'
+                )
 
     def m_userip(self) -> Iterator[str]:
         rng = self.rng("sentry.userip")
@@ -560,40 +880,54 @@ class _Rows:
                 country, region = COUNTRIES[bits(3)]
                 ip = f"{bits(7) + 20}.{bits(8)}.{bits(8)}.{bits(8) or 1}"
                 first = stamp()
-                yield (f'{{"model":"sentry.userip","pk":{i + 1},"fields":{{"user":{i + 1},'
-                       f'"ip_address":"{ip}","country_code":"{country}",'
-                       f'"region_code":"{region}","first_seen":"{first}",'
-                       f'"last_seen":"{max(first, stamp())}"}}}}')
+                yield (
+                    f'{{"model":"sentry.userip","pk":{i + 1},"fields":{{"user":{i + 1},'
+                    f'"ip_address":"{ip}","country_code":"{country}",'
+                    f'"region_code":"{region}","first_seen":"{first}",'
+                    f'"last_seen":"{max(first, stamp())}"}}}}'
+                )
 
     def m_savedsearch(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.savedsearch"))
         per = self.std["sentry.savedsearch"]
-        searches = (("Unresolved errors", "is:unresolved level:error"),
-                    ("Assigned to my teams", "is:unresolved assigned_or_suggested:my_teams"))
+        searches = (
+            ("Unresolved errors", "is:unresolved level:error"),
+            ("Assigned to my teams", "is:unresolved assigned_or_suggested:my_teams"),
+        )
         for org, *_ in self.org_shapes():
             owner = self.user_index(org, 0) + 1
             for k, (name, query) in enumerate(searches):
-                yield (f'{{"model":"sentry.savedsearch","pk":{org * per + k + 1},"fields":{{'
-                       f'"organization":{ORG_BASE + org},"type":0,"name":"{name}",'
-                       f'"query":"{query}","sort":"date","date_added":"{stamp()}",'
-                       f'"is_global":false,"owner_id":{owner},'
-                       f'"visibility":"organization"}}}}')
+                yield (
+                    f'{{"model":"sentry.savedsearch","pk":{org * per + k + 1},"fields":{{'
+                    f'"organization":{ORG_BASE + org},"type":0,"name":"{name}",'
+                    f'"query":"{query}","sort":"date","date_added":"{stamp()}",'
+                    f'"is_global":false,"owner_id":{owner},'
+                    f'"visibility":"organization"}}}}'
+                )
 
     def m_recentsearch(self) -> Iterator[str]:
         rng = self.rng("sentry.recentsearch")
         stamp, bits = self.stamp(rng), rng.getrandbits
         per = self.std["sentry.recentsearch"]
-        queries = ("is:unresolved", "is:unresolved browser.name:Chrome", "level:error",
-                   "is:for_review", "release:latest", "environment:production")
+        queries = (
+            "is:unresolved",
+            "is:unresolved browser.name:Chrome",
+            "level:error",
+            "is:for_review",
+            "release:latest",
+            "environment:production",
+        )
         for org, _, _, members, _, _ in self.org_shapes():
             for k in range(members):
                 query = queries[bits(16) % len(queries)]
                 ts = stamp()
-                yield (f'{{"model":"sentry.recentsearch","pk":{org * per + k + 1},"fields":{{'
-                       f'"organization":{ORG_BASE + org},'
-                       f'"user_id":{self.user_index(org, k) + 1},"type":0,"query":"{query}",'
-                       f'"query_hash":"{bits(128):032x}","last_seen":"{ts}",'
-                       f'"date_added":"{ts}"}}}}')
+                yield (
+                    f'{{"model":"sentry.recentsearch","pk":{org * per + k + 1},"fields":{{'
+                    f'"organization":{ORG_BASE + org},'
+                    f'"user_id":{self.user_index(org, k) + 1},"type":0,"query":"{query}",'
+                    f'"query_hash":"{bits(128):032x}","last_seen":"{ts}",'
+                    f'"date_added":"{ts}"}}}}'
+                )
 
     def m_project(self) -> Iterator[str]:
         rng = self.rng("sentry.project")
@@ -605,12 +939,14 @@ class _Rows:
                 slug = PROJECT_NAMES[(shift + j) % len(PROJECT_NAMES)]
                 platform = PLATFORMS[rng.randrange(len(PLATFORMS))]
                 first_event = f'"{stamp()}"' if rand() < 0.9 else "null"
-                yield (f'{{"model":"sentry.project","pk":{PROJECT_BASE + org * per + j},'
-                       f'"fields":{{"slug":"{slug}","name":"{slug}","forced_color":null,'
-                       f'"organization":{ORG_BASE + org},"public":false,'
-                       f'"date_added":"{stamp()}","status":0,"first_event":{first_event},'
-                       f'"template":null,"flags":"10","platform":'
-                       f'{_s(platform) if platform else "null"}}}}}')
+                yield (
+                    f'{{"model":"sentry.project","pk":{PROJECT_BASE + org * per + j},'
+                    f'"fields":{{"slug":"{slug}","name":"{slug}","forced_color":null,'
+                    f'"organization":{ORG_BASE + org},"public":false,'
+                    f'"date_added":"{stamp()}","status":0,"first_event":{first_event},'
+                    f'"template":null,"flags":"10","platform":'
+                    f"{_s(platform) if platform else 'null'}}}}}"
+                )
 
     def m_organizationmember(self) -> Iterator[str]:
         rng = self.rng("sentry.organizationmember")
@@ -622,28 +958,31 @@ class _Rows:
                 i = self.user_index(org, k)
                 role = ROLES[k] if k < len(ROLES) else "member"
                 inviter = owner if k and bits(1) else "null"
-                yield (f'{{"model":"sentry.organizationmember","pk":{org * per + k + 1},'
-                       f'"fields":{{"organization":{ORG_BASE + org},"user_id":{i + 1},'
-                       f'"email":null,"role":"{role}","flags":"0","token":null,'
-                       f'"date_added":"{stamp()}","token_expires_at":null,'
-                       f'"has_global_access":true,"inviter_id":{inviter},"invite_status":0,'
-                       f'"type":50,"user_is_active":true,"user_email":"{self.email_of(i)}"}}}}')
+                yield (
+                    f'{{"model":"sentry.organizationmember","pk":{org * per + k + 1},'
+                    f'"fields":{{"organization":{ORG_BASE + org},"user_id":{i + 1},'
+                    f'"email":null,"role":"{role}","flags":"0","token":null,'
+                    f'"date_added":"{stamp()}","token_expires_at":null,'
+                    f'"has_global_access":true,"inviter_id":{inviter},"invite_status":0,'
+                    f'"type":50,"user_is_active":true,"user_email":"{self.email_of(i)}"}}}}'
+                )
             for k in range(invites):
                 pk = org * per + members + k + 1
                 added = stamp()
-                yield (f'{{"model":"sentry.organizationmember","pk":{pk},'
-                       f'"fields":{{"organization":{ORG_BASE + org},"user_id":null,'
-                       f'"email":"invitee{pk}@{DOMAINS[pk % len(DOMAINS)]}","role":"member",'
-                       f'"flags":"0","token":"{bits(128):032x}{pk:016x}","date_added":"{added}",'
-                       f'"token_expires_at":"{max(added, stamp())}","has_global_access":true,'
-                       f'"inviter_id":{owner},"invite_status":1,"type":50,'
-                       f'"user_is_active":true,"user_email":null}}}}')
+                yield (
+                    f'{{"model":"sentry.organizationmember","pk":{pk},'
+                    f'"fields":{{"organization":{ORG_BASE + org},"user_id":null,'
+                    f'"email":"invitee{pk}@{DOMAINS[pk % len(DOMAINS)]}","role":"member",'
+                    f'"flags":"0","token":"{bits(128):032x}{pk:016x}","date_added":"{added}",'
+                    f'"token_expires_at":"{max(added, stamp())}","has_global_access":true,'
+                    f'"inviter_id":{owner},"invite_status":1,"type":50,'
+                    f'"user_is_active":true,"user_email":null}}}}'
+                )
 
     def m_monitor(self) -> Iterator[str]:
         rng = self.rng("sentry.monitor")
         stamp, bits = self.stamp(rng), rng.getrandbits
-        per, tper, pper = (self.std[m] for m in ("sentry.monitor", "sentry.team",
-                                                 "sentry.project"))
+        per, tper, pper = (self.std[m] for m in ("sentry.monitor", "sentry.team", "sentry.project"))
         for org, _, projects, members, _, teams in self.org_shapes():
             for k in range(projects // 2):
                 pk = org * per + k + 1
@@ -653,22 +992,26 @@ class _Rows:
                 team = TEAM_BASE + org * tper + bits(16) % teams if owner == 2 else "null"
                 h = f"{bits(80):020x}{pk:012x}"
                 guid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
-                yield (f'{{"model":"sentry.monitor","pk":{pk},"fields":{{'
-                       f'"date_added":"{stamp()}","organization_id":{ORG_BASE + org},'
-                       f'"project_id":{PROJECT_BASE + org * pper + j},"status":0,'
-                       f'"guid":"{guid}","slug":"nightly-job-{k + 1}","is_muted":false,'
-                       f'"name":"Nightly job {k + 1}","type":3,"owner_user_id":{user},'
-                       f'"owner_team_id":{team},'
-                       f'"config":{MONITOR_CONFIGS[bits(16) % len(MONITOR_CONFIGS)]}}}}}')
+                yield (
+                    f'{{"model":"sentry.monitor","pk":{pk},"fields":{{'
+                    f'"date_added":"{stamp()}","organization_id":{ORG_BASE + org},'
+                    f'"project_id":{PROJECT_BASE + org * pper + j},"status":0,'
+                    f'"guid":"{guid}","slug":"nightly-job-{k + 1}","is_muted":false,'
+                    f'"name":"Nightly job {k + 1}","type":3,"owner_user_id":{user},'
+                    f'"owner_team_id":{team},'
+                    f'"config":{MONITOR_CONFIGS[bits(16) % len(MONITOR_CONFIGS)]}}}}}'
+                )
 
     def m_environment(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.environment"))
         per = self.std["sentry.environment"]
         for org, *_ in self.org_shapes():
             for k, name in enumerate(ENVIRONMENTS):
-                yield (f'{{"model":"sentry.environment","pk":{org * per + k + 1},"fields":{{'
-                       f'"organization_id":{ORG_BASE + org},"name":"{name}",'
-                       f'"date_added":"{stamp()}"}}}}')
+                yield (
+                    f'{{"model":"sentry.environment","pk":{org * per + k + 1},"fields":{{'
+                    f'"organization_id":{ORG_BASE + org},"name":"{name}",'
+                    f'"date_added":"{stamp()}"}}}}'
+                )
 
     def _emails(self, org: int, users: int) -> Iterator[tuple[int, int, str]]:
         """(local index, user index, address) of an organization's email addresses."""
@@ -684,8 +1027,10 @@ class _Rows:
         per = self.std["sentry.email"]
         for org, users, *_ in self.org_shapes():
             for local, _, address in self._emails(org, users):
-                yield (f'{{"model":"sentry.email","pk":{org * per + local + 1},"fields":{{'
-                       f'"email":"{address}","date_added":"{stamp()}"}}}}')
+                yield (
+                    f'{{"model":"sentry.email","pk":{org * per + local + 1},"fields":{{'
+                    f'"email":"{address}","date_added":"{stamp()}"}}}}'
+                )
 
     def m_dashboard(self) -> Iterator[str]:
         rng = self.rng("sentry.dashboard")
@@ -694,44 +1039,54 @@ class _Rows:
         for org, _, projects, members, _, _ in self.org_shapes():
             for k in range(max(1, projects // 3)):
                 filters = '"{\\"release\\":[\\"latest\\"]}"' if bits(1) else "null"
-                yield (f'{{"model":"sentry.dashboard","pk":{org * per + k + 1},"fields":{{'
-                       f'"title":"{DASHBOARD_TITLES[k]}",'
-                       f'"created_by_id":{self.user_index(org, bits(16) % members) + 1},'
-                       f'"organization":{ORG_BASE + org},"date_added":"{stamp()}",'
-                       f'"visits":{bits(10) + 1},"last_visited":"{stamp()}",'
-                       f'"filters":{filters}}}}}')
+                yield (
+                    f'{{"model":"sentry.dashboard","pk":{org * per + k + 1},"fields":{{'
+                    f'"title":"{DASHBOARD_TITLES[k]}",'
+                    f'"created_by_id":{self.user_index(org, bits(16) % members) + 1},'
+                    f'"organization":{ORG_BASE + org},"date_added":"{stamp()}",'
+                    f'"visits":{bits(10) + 1},"last_visited":"{stamp()}",'
+                    f'"filters":{filters}}}}}'
+                )
 
     def m_counter(self) -> Iterator[str]:
         bits = self.rng("sentry.counter").getrandbits
         per, pper = self.std["sentry.counter"], self.std["sentry.project"]
         for org, _, projects, *_ in self.org_shapes():
             for j in range(projects):
-                yield (f'{{"model":"sentry.counter","pk":{org * per + j + 1},"fields":{{'
-                       f'"project":{PROJECT_BASE + org * pper + j},"value":{bits(14) + 1}}}}}')
+                yield (
+                    f'{{"model":"sentry.counter","pk":{org * per + j + 1},"fields":{{'
+                    f'"project":{PROJECT_BASE + org * pper + j},"value":{bits(14) + 1}}}}}'
+                )
 
     def m_authenticator(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.authenticator"))
         per = self.std["sentry.authenticator"]
         for org, users, *_ in self.org_shapes():
             for k in range(users // 5):
-                yield (f'{{"model":"sentry.authenticator","pk":{org * per + k + 1},"fields":{{'
-                       f'"user":{self.user_index(org, 5 * k) + 1},"created_at":"{stamp()}",'
-                       f'"last_used_at":null,"type":1,"config":"\\"\\""}}}}')
+                yield (
+                    f'{{"model":"sentry.authenticator","pk":{org * per + k + 1},"fields":{{'
+                    f'"user":{self.user_index(org, 5 * k) + 1},"created_at":"{stamp()}",'
+                    f'"last_used_at":null,"type":1,"config":"\\"\\""}}}}'
+                )
 
     def m_apiapplication(self) -> Iterator[str]:
         rng = self.rng("sentry.apiapplication")
         stamp, bits = self.stamp(rng), rng.getrandbits
         for org, *_ in self.org_shapes():
             pk = org + 1
-            name = f"{ADJECTIVES[bits(16) % len(ADJECTIVES)].capitalize()} " \
-                   f"{ANIMALS[bits(16) % len(ANIMALS)].capitalize()}"
-            yield (f'{{"model":"sentry.apiapplication","pk":{pk},"fields":{{'
-                   f'"client_id":"{bits(208):052x}{pk:012x}","client_secret":"{bits(256):064x}",'
-                   f'"owner":{self.user_index(org, 0) + 1},"name":"{name}","status":0,'
-                   f'"allowed_origins":"","redirect_uris":"https://{self.org_slug(org)}'
-                   f'.example.com/oauth/callback","homepage_url":null,"privacy_url":null,'
-                   f'"terms_url":null,"date_added":"{stamp()}","scopes":[],'
-                   f'"requires_org_level_access":false,"version":0}}}}')
+            name = (
+                f"{ADJECTIVES[bits(16) % len(ADJECTIVES)].capitalize()} "
+                f"{ANIMALS[bits(16) % len(ANIMALS)].capitalize()}"
+            )
+            yield (
+                f'{{"model":"sentry.apiapplication","pk":{pk},"fields":{{'
+                f'"client_id":"{bits(208):052x}{pk:012x}","client_secret":"{bits(256):064x}",'
+                f'"owner":{self.user_index(org, 0) + 1},"name":"{name}","status":0,'
+                f'"allowed_origins":"","redirect_uris":"https://{self.org_slug(org)}'
+                f'.example.com/oauth/callback","homepage_url":null,"privacy_url":null,'
+                f'"terms_url":null,"date_added":"{stamp()}","scopes":[],'
+                f'"requires_org_level_access":false,"version":0}}}}'
+            )
 
     def m_useroption(self) -> Iterator[str]:
         bits = self.rng("sentry.useroption").getrandbits
@@ -740,12 +1095,16 @@ class _Rows:
                 i = self.user_index(org, local)
                 tz = TIMEZONES[bits(16) % len(TIMEZONES)]
                 lang = LANGUAGES[bits(16) % len(LANGUAGES)]
-                yield (f'{{"model":"sentry.useroption","pk":{2 * i + 1},"fields":{{'
-                       f'"user":{i + 1},"project_id":null,"organization_id":null,'
-                       f'"key":"timezone","value":"\\"{tz}\\""}}}}')
-                yield (f'{{"model":"sentry.useroption","pk":{2 * i + 2},"fields":{{'
-                       f'"user":{i + 1},"project_id":null,"organization_id":null,'
-                       f'"key":"language","value":"\\"{lang}\\""}}}}')
+                yield (
+                    f'{{"model":"sentry.useroption","pk":{2 * i + 1},"fields":{{'
+                    f'"user":{i + 1},"project_id":null,"organization_id":null,'
+                    f'"key":"timezone","value":"\\"{tz}\\""}}}}'
+                )
+                yield (
+                    f'{{"model":"sentry.useroption","pk":{2 * i + 2},"fields":{{'
+                    f'"user":{i + 1},"project_id":null,"organization_id":null,'
+                    f'"key":"language","value":"\\"{lang}\\""}}}}'
+                )
 
     def m_useremail(self) -> Iterator[str]:
         rng = self.rng("sentry.useremail")
@@ -754,10 +1113,12 @@ class _Rows:
         for org, users, *_ in self.org_shapes():
             for local, i, address in self._emails(org, users):
                 verified = "true" if local < users or bits(1) else "false"
-                yield (f'{{"model":"sentry.useremail","pk":{org * per + local + 1},"fields":{{'
-                       f'"user":{i + 1},"email":"{address}",'
-                       f'"validation_hash":"{bits(128):032x}","date_hash_added":"{stamp()}",'
-                       f'"is_verified":{verified}}}}}')
+                yield (
+                    f'{{"model":"sentry.useremail","pk":{org * per + local + 1},"fields":{{'
+                    f'"user":{i + 1},"email":"{address}",'
+                    f'"validation_hash":"{bits(128):032x}","date_hash_added":"{stamp()}",'
+                    f'"is_verified":{verified}}}}}'
+                )
 
     def m_snubaquery(self) -> Iterator[str]:
         rng = self.rng("sentry.snubaquery")
@@ -767,10 +1128,12 @@ class _Rows:
             for j in range(projects):
                 kind, dataset, query, aggregate, window, _ = SNUBA_QUERIES[j % 3]
                 env = org * eper + 1 if bits(1) else "null"
-                yield (f'{{"model":"sentry.snubaquery","pk":{org * per + j + 1},"fields":{{'
-                       f'"environment":{env},"type":{kind},"dataset":"{dataset}",'
-                       f'"query":"{query}","aggregate":"{aggregate}","time_window":{window},'
-                       f'"resolution":60,"date_added":"{stamp()}"}}}}')
+                yield (
+                    f'{{"model":"sentry.snubaquery","pk":{org * per + j + 1},"fields":{{'
+                    f'"environment":{env},"type":{kind},"dataset":"{dataset}",'
+                    f'"query":"{query}","aggregate":"{aggregate}","time_window":{window},'
+                    f'"resolution":60,"date_added":"{stamp()}"}}}}'
+                )
 
     def m_rule(self) -> Iterator[str]:
         rng = self.rng("sentry.rule")
@@ -785,11 +1148,13 @@ class _Rows:
                     user = self.user_index(org, bits(16) % members) + 1 if owner == 1 else "null"
                     team = TEAM_BASE + org * tper + bits(16) % teams if owner == 2 else "null"
                     env = org * eper + 1 + bits(16) % 3 if bits(1) else "null"
-                    yield (f'{{"model":"sentry.rule","pk":{pk},"fields":{{'
-                           f'"project":{PROJECT_BASE + org * pper + j},"environment_id":{env},'
-                           f'"label":"{RULE_LABELS[k]}","data":{RULE_DATA[k]},"status":0,'
-                           f'"source":0,"owner_user_id":{user},"owner_team":{team},'
-                           f'"date_added":"{stamp()}"}}}}')
+                    yield (
+                        f'{{"model":"sentry.rule","pk":{pk},"fields":{{'
+                        f'"project":{PROJECT_BASE + org * pper + j},"environment_id":{env},'
+                        f'"label":"{RULE_LABELS[k]}","data":{RULE_DATA[k]},"status":0,'
+                        f'"source":0,"owner_user_id":{user},"owner_team":{team},'
+                        f'"date_added":"{stamp()}"}}}}'
+                    )
 
     def m_querysubscription(self) -> Iterator[str]:
         rng = self.rng("sentry.querysubscription")
@@ -800,11 +1165,13 @@ class _Rows:
             for j in range(projects):
                 pk = org * per + j + 1
                 ts = stamp()
-                yield (f'{{"model":"sentry.querysubscription","pk":{pk},"fields":{{'
-                       f'"project":{PROJECT_BASE + org * pper + j},"snuba_query":{pk},'
-                       f'"type":"incidents","status":0,'
-                       f'"subscription_id":"{bits(6)}/{bits(96):024x}{pk:08x}",'
-                       f'"date_added":"{ts}","date_updated":"{ts}","query_extra":null}}}}')
+                yield (
+                    f'{{"model":"sentry.querysubscription","pk":{pk},"fields":{{'
+                    f'"project":{PROJECT_BASE + org * pper + j},"snuba_query":{pk},'
+                    f'"type":"incidents","status":0,'
+                    f'"subscription_id":"{bits(6)}/{bits(96):024x}{pk:08x}",'
+                    f'"date_added":"{ts}","date_updated":"{ts}","query_extra":null}}}}'
+                )
 
     def m_projectteam(self) -> Iterator[str]:
         per = self.std["sentry.projectteam"]
@@ -817,26 +1184,38 @@ class _Rows:
                     pairs.append((j + 1) % teams)
                 for team in pairs:
                     local += 1
-                    yield (f'{{"model":"sentry.projectteam","pk":{org * per + local},'
-                           f'"fields":{{"project":{PROJECT_BASE + org * pper + j},'
-                           f'"team":{TEAM_BASE + org * tper + team}}}}}')
+                    yield (
+                        f'{{"model":"sentry.projectteam","pk":{org * per + local},'
+                        f'"fields":{{"project":{PROJECT_BASE + org * pper + j},'
+                        f'"team":{TEAM_BASE + org * tper + team}}}}}'
+                    )
 
     def m_projectownership(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.projectownership"))
         per, pper = self.std["sentry.projectownership"], self.std["sentry.project"]
         raw = _s("path:src/* #backend\nurl:*/checkout/* #payments")
-        schema = _j({"$version": 1, "rules": [
-            {"matcher": {"type": "path", "pattern": "src/*"},
-             "owners": [{"type": "team", "identifier": "backend"}]}]})
+        schema = _j(
+            {
+                "$version": 1,
+                "rules": [
+                    {
+                        "matcher": {"type": "path", "pattern": "src/*"},
+                        "owners": [{"type": "team", "identifier": "backend"}],
+                    }
+                ],
+            }
+        )
         for org, _, projects, *_ in self.org_shapes():
             for k in range(projects // 2):
                 ts = stamp()
-                yield (f'{{"model":"sentry.projectownership","pk":{org * per + k + 1},'
-                       f'"fields":{{"project":{PROJECT_BASE + org * pper + 2 * k + 1},'
-                       f'"raw":{raw},"schema":{schema},"fallthrough":true,'
-                       f'"auto_assignment":true,"date_created":"{ts}","last_updated":"{ts}",'
-                       f'"is_active":true,"codeowners_auto_sync":true,'
-                       f'"suspect_committer_auto_assignment":false}}}}')
+                yield (
+                    f'{{"model":"sentry.projectownership","pk":{org * per + k + 1},'
+                    f'"fields":{{"project":{PROJECT_BASE + org * pper + 2 * k + 1},'
+                    f'"raw":{raw},"schema":{schema},"fallthrough":true,'
+                    f'"auto_assignment":true,"date_created":"{ts}","last_updated":"{ts}",'
+                    f'"is_active":true,"codeowners_auto_sync":true,'
+                    f'"suspect_committer_auto_assignment":false}}}}'
+                )
 
     def m_projectoption(self) -> Iterator[str]:
         rng = self.rng("sentry.projectoption")
@@ -852,14 +1231,16 @@ class _Rows:
                     str(bits(4) + 8),
                     '"[\\"*\\"]"',
                     str(bits(1) * 720),
-                    "\"true\"",
+                    '"true"',
                     f'"\\"{bits(128):032x}\\""',
                     f'"\\"[{self.org_slug(org)}]\\""',
                 )
                 for k in range(n):
-                    yield (f'{{"model":"sentry.projectoption","pk":{org * per + j * n + k + 1},'
-                           f'"fields":{{"project":{project},"key":"{PROJECT_OPTION_KEYS[k]}",'
-                           f'"value":{values[k]}}}}}')
+                    yield (
+                        f'{{"model":"sentry.projectoption","pk":{org * per + j * n + k + 1},'
+                        f'"fields":{{"project":{project},"key":"{PROJECT_OPTION_KEYS[k]}",'
+                        f'"value":{values[k]}}}}}'
+                    )
 
     def m_projectkey(self) -> Iterator[str]:
         rng = self.rng("sentry.projectkey")
@@ -869,13 +1250,15 @@ class _Rows:
             for j in range(projects):
                 for k, label in enumerate(("Default", "Browser")):
                     pk = org * per + 2 * j + k + 1
-                    yield (f'{{"model":"sentry.projectkey","pk":{pk},"fields":{{'
-                           f'"project":{PROJECT_BASE + org * pper + j},"label":"{label}",'
-                           f'"public_key":"{bits(80):020x}{pk:012x}",'
-                           f'"secret_key":"{bits(80):020x}{pk:012x}","roles":"1","status":0,'
-                           f'"date_added":"{stamp()}","rate_limit_count":null,'
-                           f'"rate_limit_window":null,"data":{KEY_DATA[k]},'
-                           f'"use_case":"user"}}}}')
+                    yield (
+                        f'{{"model":"sentry.projectkey","pk":{pk},"fields":{{'
+                        f'"project":{PROJECT_BASE + org * pper + j},"label":"{label}",'
+                        f'"public_key":"{bits(80):020x}{pk:012x}",'
+                        f'"secret_key":"{bits(80):020x}{pk:012x}","roles":"1","status":0,'
+                        f'"date_added":"{stamp()}","rate_limit_count":null,'
+                        f'"rate_limit_window":null,"data":{KEY_DATA[k]},'
+                        f'"use_case":"user"}}}}'
+                    )
 
     def m_projectbookmark(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.projectbookmark"))
@@ -886,9 +1269,11 @@ class _Rows:
                 for b in range(min(2, members)):
                     local += 1
                     user = self.user_index(org, (2 * j + b) % members) + 1
-                    yield (f'{{"model":"sentry.projectbookmark","pk":{org * per + local},'
-                           f'"fields":{{"project":{PROJECT_BASE + org * pper + j},'
-                           f'"user_id":{user},"date_added":"{stamp()}"}}}}')
+                    yield (
+                        f'{{"model":"sentry.projectbookmark","pk":{org * per + local},'
+                        f'"fields":{{"project":{PROJECT_BASE + org * pper + j},'
+                        f'"user_id":{user},"date_added":"{stamp()}"}}}}'
+                    )
 
     def m_organizationmemberteam(self) -> Iterator[str]:
         per = self.std["sentry.organizationmemberteam"]
@@ -902,10 +1287,12 @@ class _Rows:
                 for team in pairs:
                     local += 1
                     role = '"admin"' if k == 1 else "null"
-                    yield (f'{{"model":"sentry.organizationmemberteam","pk":{org * per + local},'
-                           f'"fields":{{"team":{TEAM_BASE + org * tper + team},'
-                           f'"organizationmember":{org * mper + k + 1},"is_active":true,'
-                           f'"role":{role}}}}}')
+                    yield (
+                        f'{{"model":"sentry.organizationmemberteam","pk":{org * per + local},'
+                        f'"fields":{{"team":{TEAM_BASE + org * tper + team},'
+                        f'"organizationmember":{org * mper + k + 1},"is_active":true,'
+                        f'"role":{role}}}}}'
+                    )
 
     def m_environmentproject(self) -> Iterator[str]:
         per = self.std["sentry.environmentproject"]
@@ -914,10 +1301,12 @@ class _Rows:
             for j in range(projects):
                 for k in range(eper):
                     hidden = "true" if k == 2 else "null"
-                    yield (f'{{"model":"sentry.environmentproject",'
-                           f'"pk":{org * per + j * eper + k + 1},'
-                           f'"fields":{{"project":{PROJECT_BASE + org * pper + j},'
-                           f'"environment":{org * eper + k + 1},"is_hidden":{hidden}}}}}')
+                    yield (
+                        f'{{"model":"sentry.environmentproject",'
+                        f'"pk":{org * per + j * eper + k + 1},'
+                        f'"fields":{{"project":{PROJECT_BASE + org * pper + j},'
+                        f'"environment":{org * eper + k + 1},"is_hidden":{hidden}}}}}'
+                    )
 
     def m_dashboardwidget(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.dashboardwidget"))
@@ -925,14 +1314,16 @@ class _Rows:
         for org, _, projects, *_ in self.org_shapes():
             for d in range(max(1, projects // 3)):
                 for k in range(4):
-                    yield (f'{{"model":"sentry.dashboardwidget",'
-                           f'"pk":{org * per + 4 * d + k + 1},"fields":{{'
-                           f'"dashboard":{org * dper + d + 1},"order":{k},'
-                           f'"title":"{WIDGET_TITLES[k]}","description":null,'
-                           f'"thresholds":null,"interval":"5m","display_type":{k % 3},'
-                           f'"date_added":"{stamp()}","widget_type":0,"limit":null,'
-                           f'"detail":null,"discover_widget_split":null,'
-                           f'"dataset_source":0}}}}')
+                    yield (
+                        f'{{"model":"sentry.dashboardwidget",'
+                        f'"pk":{org * per + 4 * d + k + 1},"fields":{{'
+                        f'"dashboard":{org * dper + d + 1},"order":{k},'
+                        f'"title":"{WIDGET_TITLES[k]}","description":null,'
+                        f'"thresholds":null,"interval":"5m","display_type":{k % 3},'
+                        f'"date_added":"{stamp()}","widget_type":0,"limit":null,'
+                        f'"detail":null,"discover_widget_split":null,'
+                        f'"dataset_source":0}}}}'
+                    )
 
     def m_alertrule(self) -> Iterator[str]:
         rng = self.rng("sentry.alertrule")
@@ -945,22 +1336,26 @@ class _Rows:
                 user = self.user_index(org, bits(16) % members) + 1 if owner else "null"
                 team = "null" if owner else TEAM_BASE + org * tper + bits(16) % teams
                 ts = stamp()
-                yield (f'{{"model":"sentry.alertrule","pk":{pk},"fields":{{'
-                       f'"organization":{ORG_BASE + org},"snuba_query":{pk},"user_id":{user},'
-                       f'"team":{team},"name":"{ADJECTIVES[bits(16) % len(ADJECTIVES)]} '
-                       f'{ANIMALS[bits(16) % len(ANIMALS)]} alert","status":0,'
-                       f'"threshold_type":0,"resolve_threshold":null,"threshold_period":1,'
-                       f'"comparison_delta":null,"date_modified":"{ts}","date_added":"{ts}",'
-                       f'"monitor_type":0,"description":null,"detection_type":"static",'
-                       f'"sensitivity":null,"seasonality":null}}}}')
+                yield (
+                    f'{{"model":"sentry.alertrule","pk":{pk},"fields":{{'
+                    f'"organization":{ORG_BASE + org},"snuba_query":{pk},"user_id":{user},'
+                    f'"team":{team},"name":"{ADJECTIVES[bits(16) % len(ADJECTIVES)]} '
+                    f'{ANIMALS[bits(16) % len(ANIMALS)]} alert","status":0,'
+                    f'"threshold_type":0,"resolve_threshold":null,"threshold_period":1,'
+                    f'"comparison_delta":null,"date_modified":"{ts}","date_added":"{ts}",'
+                    f'"monitor_type":0,"description":null,"detection_type":"static",'
+                    f'"sensitivity":null,"seasonality":null}}}}'
+                )
 
     def m_snubaqueryeventtype(self) -> Iterator[str]:
         per = self.std["sentry.snubaqueryeventtype"]
         for org, _, projects, *_ in self.org_shapes():
             for j in range(projects):
                 pk = org * per + j + 1
-                yield (f'{{"model":"sentry.snubaqueryeventtype","pk":{pk},"fields":{{'
-                       f'"snuba_query":{pk},"type":{SNUBA_QUERIES[j % 3][5]}}}}}')
+                yield (
+                    f'{{"model":"sentry.snubaqueryeventtype","pk":{pk},"fields":{{'
+                    f'"snuba_query":{pk},"type":{SNUBA_QUERIES[j % 3][5]}}}}}'
+                )
 
     def m_dashboardwidgetquery(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.dashboardwidgetquery"))
@@ -970,12 +1365,14 @@ class _Rows:
                 pk = org * per + w + 1
                 fields, aggregates, columns, aliases, orderby = WIDGET_QUERIES[w % 4]
                 ts = stamp()
-                yield (f'{{"model":"sentry.dashboardwidgetquery","pk":{pk},"fields":{{'
-                       f'"widget":{pk},"name":"","fields":{fields},"conditions":"",'
-                       f'"aggregates":{aggregates},"columns":{columns},'
-                       f'"field_aliases":{aliases},"orderby":{orderby},"order":0,'
-                       f'"date_added":"{ts}","date_modified":"{ts}","is_hidden":false,'
-                       f'"selected_aggregate":null}}}}')
+                yield (
+                    f'{{"model":"sentry.dashboardwidgetquery","pk":{pk},"fields":{{'
+                    f'"widget":{pk},"name":"","fields":{fields},"conditions":"",'
+                    f'"aggregates":{aggregates},"columns":{columns},'
+                    f'"field_aliases":{aliases},"orderby":{orderby},"order":0,'
+                    f'"date_added":"{ts}","date_modified":"{ts}","is_hidden":false,'
+                    f'"selected_aggregate":null}}}}'
+                )
 
     def m_alertruletrigger(self) -> Iterator[str]:
         rng = self.rng("sentry.alertruletrigger")
@@ -984,13 +1381,16 @@ class _Rows:
         for org, _, projects, *_ in self.org_shapes():
             for j in range(projects):
                 critical = float(100 * (bits(4) + 2))
-                for k, (label, threshold) in enumerate((("critical", critical),
-                                                        ("warning", critical / 2))):
-                    yield (f'{{"model":"sentry.alertruletrigger",'
-                           f'"pk":{org * per + 2 * j + k + 1},"fields":{{'
-                           f'"alert_rule":{org * aper + j + 1},"label":"{label}",'
-                           f'"threshold_type":null,"alert_threshold":{threshold},'
-                           f'"resolve_threshold":null,"date_added":"{stamp()}"}}}}')
+                for k, (label, threshold) in enumerate(
+                    (("critical", critical), ("warning", critical / 2))
+                ):
+                    yield (
+                        f'{{"model":"sentry.alertruletrigger",'
+                        f'"pk":{org * per + 2 * j + k + 1},"fields":{{'
+                        f'"alert_rule":{org * aper + j + 1},"label":"{label}",'
+                        f'"threshold_type":null,"alert_threshold":{threshold},'
+                        f'"resolve_threshold":null,"date_added":"{stamp()}"}}}}'
+                    )
 
     def m_alertruleprojects(self) -> Iterator[str]:
         stamp = self.stamp(self.rng("sentry.alertruleprojects"))
@@ -998,9 +1398,11 @@ class _Rows:
         for org, _, projects, *_ in self.org_shapes():
             for j in range(projects):
                 pk = org * per + j + 1
-                yield (f'{{"model":"sentry.alertruleprojects","pk":{pk},"fields":{{'
-                       f'"alert_rule":{pk},"project":{PROJECT_BASE + org * pper + j},'
-                       f'"date_added":"{stamp()}"}}}}')
+                yield (
+                    f'{{"model":"sentry.alertruleprojects","pk":{pk},"fields":{{'
+                    f'"alert_rule":{pk},"project":{PROJECT_BASE + org * pper + j},'
+                    f'"date_added":"{stamp()}"}}}}'
+                )
 
     def m_alertruleactivity(self) -> Iterator[str]:
         rng = self.rng("sentry.alertruleactivity")
@@ -1009,10 +1411,12 @@ class _Rows:
         for org, _, projects, members, _, _ in self.org_shapes():
             for j in range(projects):
                 pk = org * per + j + 1
-                yield (f'{{"model":"sentry.alertruleactivity","pk":{pk},"fields":{{'
-                       f'"alert_rule":{pk},"previous_alert_rule":null,'
-                       f'"user_id":{self.user_index(org, bits(16) % members) + 1},"type":1,'
-                       f'"date_added":"{stamp()}"}}}}')
+                yield (
+                    f'{{"model":"sentry.alertruleactivity","pk":{pk},"fields":{{'
+                    f'"alert_rule":{pk},"previous_alert_rule":null,'
+                    f'"user_id":{self.user_index(org, bits(16) % members) + 1},"type":1,'
+                    f'"date_added":"{stamp()}"}}}}'
+                )
 
 
 def _export_models(scope: str) -> list[str]:
@@ -1049,8 +1453,9 @@ def _write_array(out: BinaryIO, chunks: Iterable[list[str]]) -> int:
     return n
 
 
-def _shuffled_chunks(rows: Iterable[str], total: int, seed: int,
-                     tmp_dir: str | None) -> Iterator[list[str]]:
+def _shuffled_chunks(
+    rows: Iterable[str], total: int, seed: int, tmp_dir: str | None
+) -> Iterator[list[str]]:
     """A bounded-memory shuffle: scatter to bucket files at random, shuffle each bucket."""
     buckets = min(_MAX_BUCKETS, max(1, math.ceil(total / _BUCKET_ROWS)))
     rng = random.Random(f"{seed}:shuffle")
@@ -1089,8 +1494,14 @@ class GenerateResult:
     seconds: float
 
 
-def generate(out: BinaryIO, rows: int, seed: int = 0, scope: str = "organizations",
-             shuffle: bool = False, tmp_dir: str | None = None) -> GenerateResult:
+def generate(
+    out: BinaryIO,
+    rows: int,
+    seed: int = 0,
+    scope: str = "organizations",
+    shuffle: bool = False,
+    tmp_dir: str | None = None,
+) -> GenerateResult:
     """Writes a synthetic export of about ``rows`` rows to the binary stream ``out``.
 
     Args:
@@ -1141,8 +1552,11 @@ def run_generate(args: argparse.Namespace) -> int:
         where = str(out_path)
     if not args.quiet:
         rate = result.rows / result.seconds if result.seconds else 0.0
-        print(f"Wrote {result.rows:,} rows ({result.orgs:,} organizations) to {where} in "
-              f"{result.seconds:.1f} s ({rate:,.0f} rows/s).", file=sys.stderr)
+        print(
+            f"Wrote {result.rows:,} rows ({result.orgs:,} organizations) to {where} in "
+            f"{result.seconds:.1f} s ({rate:,.0f} rows/s).",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -1156,19 +1570,30 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "generate",
         help="write a realistic synthetic Sentry export",
         description="Write a synthetic Sentry export of about N rows: organizations with "
-                    "their users, members, teams, projects, keys, options, alert rules, "
-                    "dashboards and monitors, in Sentry's export format.",
+        "their users, members, teams, projects, keys, options, alert rules, "
+        "dashboards and monitors, in Sentry's export format.",
     )
     parser.add_argument("out", metavar="OUT", help="the export file to write ('-': stdout)")
-    parser.add_argument("--rows", type=int, required=True, metavar="N",
-                        help="total rows, approximately (whole organizations, within 1%%)")
-    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same "
-                        "bytes (default 0)")
-    parser.add_argument("--scope", choices=GEN_SCOPES, default="organizations",
-                        help="'global' adds Global-scope models (user IPs, authenticators, "
-                             "API applications, integrations)")
-    parser.add_argument("--shuffle", action="store_true",
-                        help="rows in a random order instead of export order")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        required=True,
+        metavar="N",
+        help="total rows, approximately (whole organizations, within 1%%)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the same seed gives the same bytes (default 0)"
+    )
+    parser.add_argument(
+        "--scope",
+        choices=GEN_SCOPES,
+        default="organizations",
+        help="'global' adds Global-scope models (user IPs, authenticators, "
+        "API applications, integrations)",
+    )
+    parser.add_argument(
+        "--shuffle", action="store_true", help="rows in a random order instead of export order"
+    )
     parser.add_argument("--quiet", action="store_true", help="no summary line on stderr")
     parser.set_defaults(func=run_generate)
     return parser

@@ -43,8 +43,9 @@ SIDE_EFFECT_REFERENCES = {
 }
 
 
-def _deletions(conn: psycopg.Connection, registry: Registry, import_uuid: str
-               ) -> dict[str, set[int]]:
+def _deletions(
+    conn: psycopg.Connection, registry: Registry, import_uuid: str
+) -> dict[str, set[int]]:
     """table -> ids this import created (Inserted rows and side effects)."""
     by_table: dict[str, set[int]] = defaultdict(set)
     for model, new_pk in conn.execute(
@@ -75,10 +76,13 @@ def _references(registry: Registry) -> list[tuple[str, str, str]]:
     return refs
 
 
-def _check_dependents(conn: psycopg.Connection, registry: Registry,
-                      doomed: dict[str, set[int]]) -> None:
-    existing = {r[0] for r in conn.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+def _check_dependents(
+    conn: psycopg.Connection, registry: Registry, doomed: dict[str, set[int]]
+) -> None:
+    existing = {
+        r[0]
+        for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    }
     problems = []
     for table, column, target in _references(registry):
         if target not in doomed or table not in existing:
@@ -93,13 +97,15 @@ def _check_dependents(conn: psycopg.Connection, registry: Registry,
     if problems:
         raise RollbackRefused(
             "refusing to roll back: rows written after this import depend on rows it "
-            "created: " + "; ".join(problems[:10])
+            "created: "
+            + "; ".join(problems[:10])
             + ("" if len(problems) <= 10 else f"; and {len(problems) - 10} more")
         )
 
 
-def rollback_import(conn: psycopg.Connection, registry: Registry, import_uuid: str
-                    ) -> RollbackResult:
+def rollback_import(
+    conn: psycopg.Connection, registry: Registry, import_uuid: str
+) -> RollbackResult:
     """Removes what ``import_uuid`` inserted and restores what it overwrote.
 
     Raises:
@@ -142,8 +148,11 @@ def rollback_import(conn: psycopg.Connection, registry: Registry, import_uuid: s
                 (ids,),
             )
             result.deleted[table] = cur.rowcount
-        for table in ("sentry_regionimportchunk", "sentry_controlimportchunk",
-                      "sentry_controlimportchunkreplica"):
+        for table in (
+            "sentry_regionimportchunk",
+            "sentry_controlimportchunk",
+            "sentry_controlimportchunkreplica",
+        ):
             conn.execute(
                 sql.SQL("DELETE FROM {} WHERE import_uuid = %s").format(sql.Identifier(table)),
                 (import_uuid,),

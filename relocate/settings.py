@@ -25,6 +25,7 @@ class ImportSettings:
         geoip_db: a MaxMind database for user IP country/region codes.
         region_name: the region recorded in org mappings and slug reservations.
         url_prefix: the instance URL written into regenerated org auth tokens.
+        fault: a deliberate fault for reliability tests (``relocate.faults``).
     """
 
     scope: str
@@ -39,6 +40,7 @@ class ImportSettings:
     geoip_db: str | None = None
     region_name: str = "us"
     url_prefix: str = "http://localhost:9000"
+    fault: str | None = None
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import sys
 import tarfile
@@ -155,7 +156,9 @@ class Databases:
     def drop_all(self) -> None:
         with psycopg.connect(self._server, autocommit=True) as conn:
             for name in reversed(self._names):
+                import time; t=time.time()
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                print("DROPTIME", name, time.time()-t, file=sys.__stderr__)
         self._names.clear()
 
 
@@ -229,6 +232,8 @@ class Inputs:
 def kms_server() -> Iterator[LocalKmsServer]:
     with LocalKmsServer() as server:
         yield server
+        import time; t=time.time()
+    print("KMSSTOP", time.time()-t, file=sys.__stderr__)
 
 
 @pytest.fixture(scope="module")
@@ -410,27 +415,21 @@ def _without_data_key(inputs: Inputs) -> tuple[Path, tuple[str, ...]]:
     return inputs.write("missing.tar", make_tar(members)), inputs.local_flags()
 
 
-def _kms_config(config: dict[str, object]) -> Callable[[Inputs], tuple[Path, tuple[str, ...]]]:
+def _kms_config(
+    change: Callable[[dict[str, object]], dict[str, object]],
+) -> Callable[[Inputs], tuple[Path, tuple[str, ...]]]:
+    """A KMS config file: the server's own config, changed by ``change``."""
+
     def make(inputs: Inputs) -> tuple[Path, tuple[str, ...]]:
+        config = change(dict(inputs.kms.config))
         path = inputs.write(f"kms-{uuid.uuid4().hex[:8]}.json", json.dumps(config).encode())
         return inputs.kms_tarball, inputs.kms_flags(path)
 
     return make
 
 
-def _kms_base() -> dict[str, object]:
-    return {
-        "project_id": "test-project",
-        "location": "global",
-        "key_ring": "relocation",
-        "key": "relocation",
-        "version": "1",
-    }  # LocalKmsServer's defaults
-
-
-def _without(key: str) -> dict[str, object]:
-    config = _kms_base()
-    del config[key]
+def _without_version(config: dict[str, object]) -> dict[str, object]:
+    del config["version"]
     return config
 
 
@@ -440,17 +439,17 @@ BAD_INPUTS: dict[str, BadInput] = {
         PUBLIC_KEY_MISMATCH,
     ),
     "tampered-token": BadInput(_tampered, TOKEN_TAMPERED),
-    "truncated-tar": BadInput(_truncated, "truncated"),
+    "truncated-tar": BadInput(_truncated, "truncated or corrupt tar archive"),
     "unknown-member": BadInput(_with_unknown_member, "Unknown tarball entity notes.txt"),
     "missing-member": BadInput(_without_data_key, f"{MISSING_MEMBER}: no data.key"),
     "encrypted-without-key": BadInput(lambda i: (i.local_tarball, ()), ENCRYPTED_INPUT_WITHOUT_KEY),
     "plain-with-key": BadInput(lambda i: (i.plain, i.local_flags()), PLAIN_INPUT_WITH_KEY),
-    "kms-config-missing-field": BadInput(_kms_config(_without("version")), KMS_CONFIG_FIELDS),
+    "kms-config-missing-field": BadInput(_kms_config(_without_version), KMS_CONFIG_FIELDS),
     "kms-config-extra-field": BadInput(
-        _kms_config({**_kms_base(), "keyring": "relocation"}), KMS_CONFIG_FIELDS
+        _kms_config(lambda c: {**c, "keyring": "relocation"}), KMS_CONFIG_FIELDS
     ),
     "kms-config-non-string": BadInput(
-        _kms_config({**_kms_base(), "version": 1}), KMS_CONFIG_FIELDS
+        _kms_config(lambda c: {**c, "version": 1}), KMS_CONFIG_FIELDS
     ),
     "kms-bad-response-checksum": BadInput(
         lambda i: (i.kms_tarball, i.kms_flags()), KMS_RESPONSE_CORRUPTED
@@ -532,3 +531,23 @@ def test_bad_input_writes_nothing_to_an_empty_database(
     assert count(db_dsn, "auth_user") == 0
     assert count(db_dsn, "relocate_pk_map") == 0
     assert canonical_dump(db_dsn, scope, frozenset({"relocate_import"})) == {}
+
+
+@pytest.mark.xfail(
+    reason="known bug: Beam's step annotation ends the message and Beam logs a traceback "
+    "(relocate/errors.py describe(), relocate/cli.py logging setup)",
+    strict=False,
+)
+def test_bad_input_error_is_one_clean_line(
+    inputs: Inputs,
+    kms: LocalKmsServer,
+    db_dsn: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The error is the cause's own text, not buried under a logged Beam traceback."""
+    with caplog.at_level(logging.ERROR):
+        run, _ = run_bad_import("wrong-private-key", "users", db_dsn, inputs, kms, tmp_path)
+    assert f"Error: {PUBLIC_KEY_MISMATCH}\n" in run.err
+    assert "[while running" not in run.err
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"

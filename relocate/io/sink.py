@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from relocate.convert import Converted, TableLayout
+from relocate.faults import FaultPlan, InjectedFault
 from relocate.schemas.registry import ForeignKey, ModelInfo, Registry
 from relocate.settings import ImportSettings
 
@@ -129,8 +130,45 @@ class WriteContext:
     current: Item | None = None
     copy_group: Sequence[Item] = ()
     _existing: dict[str, frozenset[int]] = field(default_factory=dict)
-    #: Per-batch memory of the rules (e.g. tokens already given to earlier rows).
+    #: Per-batch memory of the rules.
     scratch: dict[str, Any] = field(default_factory=dict)
+    #: The batch's rows as converted (for per-batch lookups such as ``is_free``).
+    batch: Sequence[Converted] = ()
+    _taken: dict[str, set[str]] = field(default_factory=dict)
+    _given: dict[str, set[str]] = field(default_factory=dict)
+
+    def is_free(self, column: str, value: Any) -> bool:
+        """Whether ``value`` is free for the unique ``column``; if so, it is reserved.
+
+        Taken means: already in the table (one query per column and batch, for all the
+        batch's values at once) or given to an earlier row of this batch.
+        """
+        text = str(value)
+        given = self._given.setdefault(column, set())
+        if text in given or text in self._existing_values(column):
+            return False
+        given.add(text)
+        return True
+
+    def reserve(self, column: str, value: Any) -> None:
+        """Marks a newly generated value as given, so no later row of the batch takes it."""
+        self._given.setdefault(column, set()).add(str(value))
+
+    def _existing_values(self, column: str) -> set[str]:
+        if column not in self._taken:
+            values = sorted({str(v) for r in self.batch if (v := r.values.get(column)) is not None})
+            found: set[str] = set()
+            if values:
+                col = self.layout.column(column)
+                cast = "uuid[]" if col is not None and col.kind == "uuid" else "text[]"
+                query = sql.SQL("SELECT {c}::text FROM {t} WHERE {c} = ANY(%s::{cast})").format(
+                    c=sql.Identifier(column),
+                    t=sql.Identifier(self.layout.table),
+                    cast=sql.SQL(cast),
+                )
+                found = {r[0] for r in self.cur.execute(query, (values,))}
+            self._taken[column] = found
+        return self._taken[column]
 
     def existing_targets(self, model: str) -> frozenset[int]:
         """New pks of this batch's referenced rows of ``model`` that were Existing."""
@@ -253,6 +291,17 @@ def insert_side_effect(ctx: WriteContext, table: str, values: dict[str, Any]) ->
         return None
     record_side_effects(ctx, table, [row[0]])
     return row[0]
+
+
+def insert_side_effects(
+    ctx: WriteContext, statement: str, params: Sequence[Any], table: str
+) -> list[int]:
+    """Runs an ``INSERT ... SELECT`` of side-effect rows (colliding rows skipped); records
+    the rows it created, for rollback; returns their ids."""
+    query = statement + " ON CONFLICT DO NOTHING RETURNING id"
+    ids = [r[0] for r in ctx.cur.execute(query, params)]  # type: ignore[arg-type]
+    record_side_effects(ctx, table, ids)
+    return ids
 
 
 def copy_rows(ctx: WriteContext, items: Sequence[Item]) -> None:
@@ -386,6 +435,9 @@ class BatchWriter:
         self.layouts = layouts
         self.handlers = handlers
         self.default_handler = Handler()
+        self.fault = FaultPlan.parse(settings.fault) if settings.fault else None
+        #: Batches written by this writer (numbers the batches for fault plans).
+        self.batch_number = 0
 
     def handler(self, model: str) -> Handler:
         return self.handlers.get(model, self.default_handler)
@@ -393,21 +445,29 @@ class BatchWriter:
     def write(self, model_name: str, rows: Sequence[Converted]) -> BatchResult:
         """Writes one batch of rows of one model in one transaction."""
         model = self.registry[model_name]
+        self.batch_number += 1
         result = BatchResult(model=model_name, stage=model.stage, rows=len(rows))
         layout = self.layouts.get(model_name)
         if layout is None:
             raise RuntimeError(f"no table layout for {model_name}")
         handler = self.handler(model_name)
         failed: Finding | None = None
+        fault, number = self.fault, self.batch_number
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 self._write(cur, model, layout, handler, rows, result)
+                if fault is not None and fault.fires("in-transaction", model_name, number):
+                    raise InjectedFault(f"injected fault in a transaction of {model_name}")
+                if fault is not None and fault.fires("drop-connection", model_name, number):
+                    cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            if fault is not None and fault.fires("after-commit", model_name, number):
+                raise InjectedFault(f"injected fault after a commit of {model_name}")
         except RowFailed as exc:
             failed = self._finding(exc.kind, model_name, None, exc.reason)
         except psycopg.errors.IntegrityError as exc:
             failed = self._finding("IntegrityError", model_name, rows, exc)
         except psycopg.Error as exc:
-            if isinstance(exc, psycopg.OperationalError) and self.conn.closed:
+            if isinstance(exc, psycopg.OperationalError) and (self.conn.closed or self.conn.broken):
                 raise  # a lost connection: let Beam retry the bundle
             failed = self._finding("DatabaseError", model_name, rows, exc)
         if failed is not None:
@@ -448,7 +508,9 @@ class BatchWriter:
     ) -> None:
         settings = self.settings
         lookup = load_lookup(cur, settings.import_uuid, ledger_refs(layout, rows))
-        ctx = WriteContext(cur, settings, self.registry, model, layout, lookup, self.layouts)
+        ctx = WriteContext(
+            cur, settings, self.registry, model, layout, lookup, self.layouts, batch=rows
+        )
         self._ctx = ctx
         prepared: list[Item] = []
         drops: list[tuple[Converted, str]] = []

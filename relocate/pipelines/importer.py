@@ -10,6 +10,9 @@
     gate[k]   = WriteStage(k, rows of stage k, gate[k-1])
     Finish(gate[N])                                   # sequences, chunk records
 
+Elements cross Beam as plain tuples (``Row`` and ``Converted`` are NamedTuples in the plain
+code): Beam's fast coder handles a tuple ~3x faster than a NamedTuple subclass.
+
 Stages come from the registry, so the graph is fixed before any row is read. Each stage
 waits for the gate of the one before it (a side input is complete only when its producer
 is done), and resolves its foreign keys against the pk-map ledger that earlier stages
@@ -26,6 +29,7 @@ import apache_beam as beam
 
 from relocate.admission import actor_owner, resolve_legacy_owner
 from relocate.convert import TableLayout
+from relocate.io.export_reader import Row
 from relocate.schemas.registry import Registry
 from relocate.settings import ImportSettings
 from relocate.transforms.admit import (
@@ -102,11 +106,12 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     )
     actors = (
         read.rows
-        | "Actors" >> beam.Filter(lambda r: r.model == "sentry.actor")
-        | "ActorOwners" >> beam.Map(lambda r: (r.pk, actor_owner(r)))
+        | "Actors" >> beam.Filter(lambda r: r[0] == "sentry.actor")
+        | "ActorOwners" >> beam.Map(lambda r: (r[2], actor_owner(Row._make(r))))
     )
     rows = read.rows | "LegacyOwners" >> beam.Map(
-        resolve_legacy_owner, actors=beam.pvalue.AsDict(actors)
+        lambda r, actors: tuple(resolve_legacy_owner(Row._make(r), actors)),
+        actors=beam.pvalue.AsDict(actors),
     )
     filters = rows | "Filters" >> ResolveFilters(settings)
     admit = rows | "Admit" >> AdmitRows(registry, settings, plan.removed_models, filters)
@@ -136,7 +141,7 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     stage_of = {m.name: m.stage - 1 for m in registry.models}
     n_stages = registry.max_stage
     by_stage = conv.converted | "ByStage" >> beam.Partition(
-        lambda row, n: stage_of[row.model], n_stages
+        lambda row, n: stage_of[row[0]], n_stages
     )
     for index in range(n_stages):
         gate = by_stage[index] | f"Stage{index + 1}" >> WriteStage(

@@ -65,22 +65,15 @@ class ApiTokenHandler(Handler):
             value = values.get(column)
             if value is None:
                 continue
-            taken = find_existing(ctx, {column: value}) is not None
-            if hashed in values and values.get(hashed) is not None and not taken:
-                taken = find_existing(ctx, {hashed: values[hashed]}) is not None
-            if not taken and value in self._seen(ctx, column):
-                taken = True
-            if taken:
-                value = fresh_token(value)
-                values[column] = value
-                if ctx.layout.column(hashed) is not None:
-                    values[hashed] = sha256_hex(value)
-                if column == "token" and ctx.layout.column("token_last_characters"):
-                    values["token_last_characters"] = value[-4:]
-            self._seen(ctx, column).add(value)
-
-    @staticmethod
-    def _seen(ctx: WriteContext, column: str) -> set[str]:
-        # Tokens taken by earlier rows of this batch (not yet in the table).
-        key = f"apitoken:{column}"
-        return ctx.scratch.setdefault(key, set())
+            free = ctx.is_free(column, value)
+            if free and values.get(hashed) is not None:
+                free = ctx.is_free(hashed, values[hashed])
+            if free:
+                continue
+            value = fresh_token(value)
+            values[column] = value
+            ctx.reserve(column, value)
+            if ctx.layout.column(hashed) is not None:
+                values[hashed] = sha256_hex(value)
+            if column == "token" and ctx.layout.column("token_last_characters"):
+                values["token_last_characters"] = value[-4:]

@@ -219,13 +219,9 @@ class OrganizationMemberHandler(Handler):
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         token = item.values.get("token")
-        if token and (
-            find_existing(ctx, {"token": token}) is not None
-            or token in ctx.scratch.setdefault("member_tokens", set())
-        ):
+        if token and not ctx.is_free("token", token):
             item.values["token"] = secrets.token_hex(32)
-        if item.values.get("token"):
-            ctx.scratch["member_tokens"].add(item.values["token"])
+            ctx.reserve("token", item.values["token"])
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         copy_rows(ctx, items)
@@ -263,13 +259,12 @@ class ProjectKeyHandler(Handler):
     """
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
-        seen = ctx.scratch.setdefault("projectkeys", set())
         for column in ("public_key", "secret_key"):
             value = item.values.get(column)
-            if not value or value in seen or find_existing(ctx, {column: value}) is not None:
+            if not value or not ctx.is_free(column, value):
                 value = fresh_key()
+                ctx.reserve(column, value)
             item.values[column] = value
-            seen.add(value)
 
 
 class UniqueValueHandler(Handler):
@@ -281,14 +276,12 @@ class UniqueValueHandler(Handler):
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         value = item.values.get(self.column)
-        if value is None:
+        if value is None or ctx.is_free(self.column, value):
             return
-        seen = ctx.scratch.setdefault(f"unique:{self.column}", set())
-        if value in seen or find_existing(ctx, {self.column: value}) is not None:
-            value = self.fresh(value) if callable(self.fresh) else self.fresh
-            item.values[self.column] = value
+        value = self.fresh(value)
+        item.values[self.column] = value
         if value is not None:
-            seen.add(value)
+            ctx.reserve(self.column, value)
 
 
 def org_auth_token(slug: str, url_prefix: str, region_url: str = "") -> str:
@@ -309,9 +302,7 @@ class OrgAuthTokenHandler(Handler):
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         hashed = item.values.get("token_hashed")
-        seen = ctx.scratch.setdefault("token_hashed", set())
-        if hashed and hashed not in seen and find_existing(ctx, {"token_hashed": hashed}) is None:
-            seen.add(hashed)
+        if hashed and ctx.is_free("token_hashed", hashed):
             return
         org = ctx.target("sentry.organization", item.source.get("organization_id"))
         slug = org.slug if org is not None else None
@@ -322,7 +313,7 @@ class OrgAuthTokenHandler(Handler):
         token = org_auth_token(slug, ctx.settings.url_prefix)
         item.values["token_hashed"] = sha256_hex(token)
         item.values["token_last_characters"] = token[-4:]
-        seen.add(item.values["token_hashed"])
+        ctx.reserve("token_hashed", item.values["token_hashed"])
 
 
 class UserIpHandler(Handler):

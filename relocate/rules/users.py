@@ -11,6 +11,8 @@ import json
 import zoneinfo
 from functools import lru_cache
 
+import psycopg
+
 from relocate.convert import Converted, RowInvalid
 from relocate.io.sink import (
     EXISTING,
@@ -19,9 +21,10 @@ from relocate.io.sink import (
     RowDropped,
     RowFailed,
     WriteContext,
+    copy_rows,
     find_existing,
     insert_row,
-    insert_side_effect,
+    insert_side_effects,
     update_row,
 )
 from relocate.rules.common import first_free, secure_token, unusable_password
@@ -70,8 +73,37 @@ class UserHandler(Handler):
             values["is_password_expired"] = False
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
+        # One query finds every username of the batch that exists already; rows whose name
+        # is free (and first of its name in the batch) go in one COPY, the others one by
+        # one after it, so the first row in file order keeps the name, as in Sentry.
+        names = [item.values["username"] for item in items]
+        taken = {
+            r[0]
+            for r in ctx.cur.execute(
+                "SELECT username FROM auth_user WHERE username = ANY(%s)", (names,)
+            )
+        }
+        fast: list[Item] = []
+        slow: list[Item] = []
         for item in items:
+            name = item.values["username"]
+            (slow if name in taken else fast).append(item)
+            taken.add(name)
+        if fast:
+            ctx.cur.execute("SAVEPOINT users_copy")
+            try:
+                copy_rows(ctx, fast)
+            except psycopg.errors.UniqueViolation:
+                # A concurrent batch took one of the names: do these one by one.
+                ctx.cur.execute("ROLLBACK TO SAVEPOINT users_copy")
+                slow = fast + slow
+                slow.sort(key=lambda i: i.ordinal)
+                fast = []
+            else:
+                ctx.cur.execute("RELEASE SAVEPOINT users_copy")
+        for item in slow:
             self._write_one(ctx, item)
+        self._side_effects(ctx, [i for i in items if i.kind != EXISTING])
 
     def _write_one(self, ctx: WriteContext, item: Item) -> None:
         username = item.values["username"]
@@ -106,54 +138,94 @@ class UserHandler(Handler):
                 username = item.values["username"]
                 continue
             cur.execute("RELEASE SAVEPOINT user_insert")
-            self._side_effects(ctx, item)
             return
         raise RowFailed("IntegrityError", f"username {username!r} kept colliding")
 
-    def _side_effects(self, ctx: WriteContext, item: Item) -> None:
-        """The rows Sentry's ORM creates with a new user."""
+    def _side_effects(self, ctx: WriteContext, items: list[Item]) -> None:
+        """The rows Sentry's ORM creates with new users, one statement per table."""
+        if not items:
+            return
+        user_ids = [i.new_pk for i in items]
         if not ctx.settings.is_global:
-            insert_side_effect(
+            insert_side_effects(
                 ctx,
+                "INSERT INTO sentry_lostpasswordhash (user_id, hash, date_added) "
+                "SELECT u, h, now() FROM unnest(%s::bigint[], %s::text[]) AS t(u, h)",
+                (user_ids, [secure_token(32) for _ in items]),
                 "sentry_lostpasswordhash",
-                {"user_id": item.new_pk, "hash": secure_token(32), "date_added": ctx.now},
             )
-        email = item.values.get("email")
-        if email:
-            insert_side_effect(
+        with_email = [i for i in items if i.values.get("email")]
+        if with_email:
+            emails = [i.values["email"] for i in with_email]
+            insert_side_effects(
                 ctx,
+                "INSERT INTO sentry_useremail "
+                "(user_id, email, validation_hash, date_hash_added, is_verified) "
+                "SELECT u, e, h, now(), false FROM unnest(%s::bigint[], %s::text[], "
+                "%s::text[]) AS t(u, e, h)",
+                ([i.new_pk for i in with_email], emails, [secure_token(32) for _ in emails]),
                 "sentry_useremail",
-                {
-                    "user_id": item.new_pk,
-                    "email": email,
-                    "validation_hash": secure_token(32),
-                    "date_hash_added": ctx.now,
-                    "is_verified": False,
-                },
             )
             # The unique index on lower(email) makes an existing address a no-op.
-            insert_side_effect(ctx, "sentry_email", {"email": email, "date_added": ctx.now})
+            insert_side_effects(
+                ctx,
+                "INSERT INTO sentry_email (email, date_added) "
+                "SELECT e, now() FROM unnest(%s::text[]) AS t(e)",
+                (emails,),
+                "sentry_email",
+            )
 
 
 class EmailHandler(Handler):
     """``sentry.email``: get-or-create by address (case-insensitive)."""
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
+        known = _email_ids(ctx, [i.values.get("email") or "" for i in items])
+        new: list[Item] = []
         for item in items:
-            ctx.current = item
-            email = item.values.get("email")
-            existing = find_existing(ctx, {"email": email}, ci_columns=frozenset({"email"}))
-            if existing is None:
-                row = ctx.cur.execute(
-                    "INSERT INTO sentry_email (id, email, date_added) "
-                    "VALUES (%s, %s, COALESCE(%s::timestamptz, now())) "
-                    "ON CONFLICT DO NOTHING RETURNING id",
-                    (item.new_pk, email, item.values.get("date_added")),
-                ).fetchone()
-                if row is not None:
-                    continue
-                existing = find_existing(ctx, {"email": email}, ci_columns=frozenset({"email"}))
-            item.new_pk, item.kind = existing, EXISTING
+            key = (item.values.get("email") or "").lower()
+            if key in known:
+                item.new_pk, item.kind = known[key], EXISTING
+            else:
+                known[key] = item.new_pk
+                new.append(item)
+        if not new:
+            return
+        inserted = {
+            r[0]
+            for r in ctx.cur.execute(
+                "INSERT INTO sentry_email (id, email, date_added) "
+                "SELECT i, e, COALESCE(d::timestamptz, now()) "
+                "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(i, e, d) "
+                "ON CONFLICT DO NOTHING RETURNING id",
+                (
+                    [i.new_pk for i in new],
+                    [i.values.get("email") or "" for i in new],
+                    [_text(i.values.get("date_added")) for i in new],
+                ),
+            )
+        }
+        lost = [i for i in new if i.new_pk not in inserted]
+        if lost:  # a concurrent batch created these addresses first
+            now_known = _email_ids(ctx, [i.values.get("email") or "" for i in lost])
+            for item in lost:
+                item.new_pk = now_known[(item.values.get("email") or "").lower()]
+                item.kind = EXISTING
+
+
+def _email_ids(ctx: WriteContext, emails: list[str]) -> dict[str, int]:
+    rows = ctx.cur.execute(
+        "SELECT lower(email), min(id) FROM sentry_email WHERE lower(email) = ANY(%s) "
+        "GROUP BY lower(email)",
+        ([e.lower() for e in emails],),
+    )
+    return dict(rows.fetchall())
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 class UserEmailHandler(Handler):
@@ -168,18 +240,31 @@ class UserEmailHandler(Handler):
             item.values["date_hash_added"] = ctx.now
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
-        for item in items:
-            ctx.current = item
-            existing = find_existing(
-                ctx, {"user_id": item.values.get("user_id"), "email": item.values.get("email")}
+        pairs = [(i.values.get("user_id"), i.values.get("email")) for i in items]
+        existing = dict(
+            ((u, e), row_id)
+            for row_id, u, e in ctx.cur.execute(
+                "SELECT x.id, x.user_id, x.email FROM sentry_useremail x JOIN "
+                "unnest(%s::bigint[], %s::text[]) AS t(u, e) ON x.user_id = t.u "
+                "AND x.email = t.e",
+                ([p[0] for p in pairs], [p[1] for p in pairs]),
             )
-            if existing is None:
-                insert_row(ctx, item)
+        )
+        new: list[Item] = []
+        onto: list[Item] = []
+        for item, pair in zip(items, pairs):
+            if pair in existing:
+                item.new_pk = existing[pair]
+                onto.append(item)
             else:
-                # The primary UserEmail created with the user: take the imported values.
-                fields = {k: v for k, v in item.values.items() if k not in ("user_id", "email")}
-                update_row(ctx, existing, fields)
-                item.new_pk = existing
+                existing[pair] = item.new_pk
+                new.append(item)
+        copy_rows(ctx, new)
+        for item in onto:
+            # The primary UserEmail created with the user: take the imported values.
+            ctx.current = item
+            fields = {k: v for k, v in item.values.items() if k not in ("user_id", "email")}
+            update_row(ctx, item.new_pk, fields)
 
 
 class UserOwnedHandler(Handler):

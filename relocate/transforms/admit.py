@@ -58,21 +58,24 @@ class ResolveFilters(beam.PTransform):
         pipeline = rows.pipeline
         if settings.filter_usernames is None and settings.filter_org_slugs is None:
             return pipeline | "NoFilters" >> beam.Create([Filters()])
-        users = rows | "Users" >> beam.Filter(lambda r: r.model == "sentry.user")
+        users = rows | "Users" >> beam.Filter(lambda r: r[0] == "sentry.user")
         if settings.filter_org_slugs is not None:
             slugs = settings.filter_org_slugs
             org_pks = (
                 rows
-                | "Orgs" >> beam.Filter(lambda r: r.model == "sentry.organization")
+                | "Orgs" >> beam.Filter(lambda r: r[0] == "sentry.organization")
                 | "OrgPks" >> beam.combiners.ToList()
-                | "ListedOrgs" >> beam.Map(lambda orgs: org_pks_with_slugs(orgs, slugs))
+                | "ListedOrgs"
+                >> beam.Map(lambda orgs: org_pks_with_slugs(map(Row._make, orgs), slugs))
             )
             user_pks = (
                 rows
-                | "Members" >> beam.Filter(lambda r: r.model == "sentry.organizationmember")
+                | "Members" >> beam.Filter(lambda r: r[0] == "sentry.organizationmember")
                 | "MemberUsers"
                 >> beam.FlatMap(
-                    lambda m, pks: [u] if (u := member_user_pk(m, pks)) is not None else [],
+                    lambda m, pks: (
+                        [u] if (u := member_user_pk(Row._make(m), pks)) is not None else []
+                    ),
                     pks=beam.pvalue.AsSingleton(org_pks),
                 )
                 | "UserPks" >> beam.combiners.ToList()
@@ -87,7 +90,9 @@ class ResolveFilters(beam.PTransform):
             users
             | "Emails"
             >> beam.FlatMap(
-                lambda u, f: [e] if (e := user_email_if_selected(u, f)) is not None else [],
+                lambda u, f: (
+                    [e] if (e := user_email_if_selected(Row._make(u), f)) is not None else []
+                ),
                 f=beam.pvalue.AsSingleton(user_pks),
             )
             | "EmailList" >> beam.combiners.ToList()
@@ -107,10 +112,11 @@ class _AdmitFn(beam.DoFn):
         self._settings = settings
         self._removed = removed_models
 
-    def process(self, row: Row, filters: Filters) -> Iterator[Any]:
+    def process(self, element: tuple, filters: Filters) -> Iterator[Any]:
+        row = Row._make(element)
         reason = skip_reason(row, self._registry, self._settings, filters, self._removed)
         if reason is None:
-            yield row
+            yield element
         else:
             yield beam.pvalue.TaggedOutput(SKIPPED, report_entry(row, "skipped", reason))
 
@@ -148,7 +154,8 @@ class _ConvertFn(beam.DoFn):
 
         self._handlers = build_handlers()
 
-    def process(self, row: Row) -> Iterator[Any]:
+    def process(self, element: tuple) -> Iterator[Any]:
+        row = Row._make(element)
         layout = self._layouts.get(row.model)
         if layout is None:
             yield beam.pvalue.TaggedOutput(
@@ -170,7 +177,7 @@ class _ConvertFn(beam.DoFn):
                 Finding("ValidationError", row.model, row.ordinal, row.pk, str(exc)),
             )
             return
-        yield converted
+        yield tuple(converted)
 
 
 class ConvertRows(beam.PTransform):

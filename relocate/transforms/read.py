@@ -67,7 +67,7 @@ class _ReadExportFn(beam.DoFn):
             Metrics.counter(
                 "relocate.read", item.model if item.model in self._known else "<other>"
             ).inc()
-            yield item
+            yield tuple(item)  # a plain tuple crosses Beam's coders fastest
         log.info("read %d rows in all", count)
 
 

@@ -19,11 +19,15 @@ import psycopg
 from apache_beam.transforms.window import GlobalWindows
 
 from relocate.convert import Converted, TableLayout
+from relocate.faults import InjectedFault
 from relocate.io.sink import BatchResult, BatchWriter, write_reports
 from relocate.schemas.registry import Registry
 from relocate.settings import ImportSettings
 
 log = logging.getLogger("relocate.write")
+
+#: Attempts per batch before the failure is left to the runner (which retries bundles).
+WRITE_ATTEMPTS = 3
 
 
 def connect(dsn: str) -> psycopg.Connection:
@@ -51,20 +55,25 @@ class _WriteStageFn(beam.DoFn):
 
         self._handlers = build_handlers()
         self._conn: psycopg.Connection | None = None
+        self._batch_writer: BatchWriter | None = None
 
     def _writer(self) -> BatchWriter:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = connect(self._settings.dsn)
-        return BatchWriter(
-            self._conn, self._settings, self._registry, self._layouts, self._handlers
-        )
+            self._batch_writer = None
+        if self._batch_writer is None:
+            self._batch_writer = BatchWriter(
+                self._conn, self._settings, self._registry, self._layouts, self._handlers
+            )
+        return self._batch_writer
 
     def start_bundle(self) -> None:
         self._buffers: dict[str, list[Converted]] = {}
 
-    def process(self, row: Converted, gate: int) -> Iterator[dict]:
+    def process(self, element: tuple, gate: int) -> Iterator[dict]:
         if gate:
             return iter(())  # an earlier finding aborted the import
+        row = Converted._make(element)
         buffer = self._buffers.setdefault(row.model, [])
         buffer.append(row)
         if len(buffer) >= self._settings.batch_size:
@@ -78,7 +87,19 @@ class _WriteStageFn(beam.DoFn):
 
     def _flush(self, model: str) -> dict:
         rows = self._buffers.pop(model)
-        result: BatchResult = self._writer().write(model, rows)
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                result: BatchResult = self._writer().write(model, rows)
+                break
+            except (psycopg.OperationalError, InjectedFault) as exc:
+                # Transient: a lost connection or a failed attempt. The ledger makes the
+                # retry write only what the failed attempt did not commit.
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                log.warning("batch of %d %s rows failed (%s); retrying", len(rows), model, exc)
+                if self._conn is not None and not self._conn.closed:
+                    self._conn.close()
+                self._conn = None
         log.info(
             "stage %d: %s: %d rows (%d inserted, %d existing, %d overwritten, %d dropped)",
             self._stage,
