@@ -56,7 +56,7 @@ def embedded_target(out: TextIO = sys.stderr, keep_running: bool = False) -> Ite
     """
     cluster = LocalCluster(data_dir(), durable=True)
     cluster.init()
-    was_running = cluster.running() and cluster.port_file.exists()
+    was_running = cluster.running()
     cluster.start()
     try:
         dsn = ensure_database(cluster)

@@ -53,6 +53,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _server_user() -> pwd.struct_passwd | None:
     """The unprivileged user to run the server as, when we are root."""
     if os.geteuid() != 0:
@@ -154,6 +163,10 @@ class LocalCluster:
         if self.running() and self.port_file.exists():
             self.port = int(self.port_file.read_text())
             return
+        if not self.port and self.port_file.exists():
+            # Keep the port of the last start, so a printed DSN stays valid.
+            last = int(self.port_file.read_text())
+            self.port = last if _port_is_free(last) else 0
         if not self.port:
             self.port = free_port()
         opts = [
@@ -195,5 +208,3 @@ class LocalCluster:
                 [f"{self.bindir}/pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop"],
                 check=False,
             )
-        if self.port_file.exists():
-            self.port_file.unlink()
