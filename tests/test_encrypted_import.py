@@ -156,9 +156,7 @@ class Databases:
     def drop_all(self) -> None:
         with psycopg.connect(self._server, autocommit=True) as conn:
             for name in reversed(self._names):
-                import time; t=time.time()
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                print("DROPTIME", name, time.time()-t, file=sys.__stderr__)
         self._names.clear()
 
 
@@ -232,8 +230,6 @@ class Inputs:
 def kms_server() -> Iterator[LocalKmsServer]:
     with LocalKmsServer() as server:
         yield server
-        import time; t=time.time()
-    print("KMSSTOP", time.time()-t, file=sys.__stderr__)
 
 
 @pytest.fixture(scope="module")
