@@ -488,18 +488,27 @@ def ledger_rows(dsn: str, import_uuid: str) -> int:
     )
 
 
+@pytest.fixture(scope="module")
+def survivor(databases: Databases, prefilled_global: tuple[str, Dump]) -> str:
+    """A copy of the prefilled database that every bad global import is run against.
+
+    One copy for all of them (a database costs a checkpoint to drop): each test checks
+    that it is still exactly the prefilled database, so none depends on another.
+    """
+    return databases.create(template=dbname(prefilled_global[0]))
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_in_global_scope_fails_cleanly_without_wiping(
     case: str,
     inputs: Inputs,
     kms: LocalKmsServer,
-    databases: Databases,
+    survivor: str,
     prefilled_global: tuple[str, Dump],
     tmp_path: Path,
 ) -> None:
     """A clear error, non-zero exit, empty findings file; the existing data untouched."""
-    prefilled_dsn, before = prefilled_global
-    dsn = databases.create(template=dbname(prefilled_dsn))
+    dsn, before = survivor, prefilled_global[1]
     _, import_uuid = run_bad_import(case, "global", dsn, inputs, kms, tmp_path)
     assert count(dsn, "auth_user") == 10
     assert ledger_rows(dsn, import_uuid) == 0

@@ -10,6 +10,7 @@ its peak memory (VmHWM).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -169,6 +170,8 @@ def test_hostile_export(case: Case, db_dsn: str, tmp_path: Path) -> None:
     else:
         run = run_in_process(db_dsn, case.scope, src, flags)
 
+    if run.code == 1 and case.or_findings:
+        case = dataclasses.replace(case, outcome="error", findings=case.or_findings)
     # No table lost or added (names that look like SQL are never SQL).
     assert tables(db_dsn) == tables_before
     assert not PWNED_SENTINEL.exists()
@@ -200,6 +203,7 @@ def test_hostile_export(case: Case, db_dsn: str, tmp_path: Path) -> None:
     # Outside Global, no imported password survives.
     passwords = [r[0] for r in query(db_dsn, "SELECT password FROM auth_user")]
     assert all(p and p != IMPORTED_PASSWORD for p in passwords)
+    print(f"{case.name}: exit {run.code} in {run.seconds:.1f} s, peak memory {run.peak_mb} MB")
     if case.max_rss_mb is not None:
         assert run.peak_mb is not None, run.err[-3000:]
         assert run.peak_mb < case.max_rss_mb, f"peak memory {run.peak_mb:.0f} MB"
@@ -228,3 +232,40 @@ def test_no_model_references_itself_or_forms_a_cycle() -> None:
     assert not [m.name for m in registry.models if m.self_references]
     assert not [n for n, t in targets.items() if n in t]
     assert not [(a, b) for a, ts in targets.items() for b in ts if a in targets.get(b, ())]
+
+
+def _unknown_rows_export(path: Path, junk_bytes: int, rows: int = 50_000) -> Path:
+    junk = b"j" * junk_bytes
+    with path.open("wb") as f:
+        f.write(b"[")
+        for pk in range(1, rows + 1):
+            if pk > 1:
+                f.write(b",")
+            f.write(
+                b'{"model": "sentry.nosuchmodel", "pk": %d, "fields": {"junk": "%s"}}' % (pk, junk)
+            )
+        f.write(b"]")
+    return path
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "peak memory grows with the size of rows that are only skipped: the fields of "
+        "unknown-model rows travel through the whole pipeline (the FnApiRunner holds the "
+        "read PCollection in memory), ~4.5 MB of RSS per MB of garbage"
+    ),
+)
+def test_memory_does_not_grow_with_the_garbage_of_unknown_rows(db_dsn: str, tmp_path: Path) -> None:
+    """50,000 unknown rows with 2 KB of junk each (100 MB) cost about what empty ones do."""
+    runs = []
+    for junk in (0, 2000):
+        src = _unknown_rows_export(tmp_path / f"junk{junk}.json", junk)
+        run = run_isolated(db_dsn, "users", src, ["--silent"], timeout=300)
+        assert run.code == 0, run.err[-3000:]
+        assert run.peak_mb is not None and run.peak_mb < 1024
+        runs.append(run)
+        src.unlink()
+    small, big = runs
+    print(f"peak memory: {small.peak_mb:.0f} MB without junk, {big.peak_mb:.0f} MB with 100 MB")
+    assert big.peak_mb - small.peak_mb < 100

@@ -234,6 +234,24 @@ def update_row(ctx: WriteContext, row_id: int, values: dict[str, Any]) -> None:
     ctx.cur.execute(query, [*(adapt(v, kinds.get(c, "")) for c, v in values.items()), row_id])
 
 
+def update_rows(ctx: WriteContext, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Overwrites columns of existing rows: one pipelined statement per column set."""
+    kinds = {c.column: c.kind for c in ctx.layout.columns}
+    groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+    for row_id, values in updates:
+        if values:
+            groups.setdefault(tuple(values), []).append((row_id, values))
+    for columns, group in groups.items():
+        query = sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
+            sql.Identifier(ctx.layout.table),
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns),
+        )
+        ctx.cur.executemany(
+            query,
+            [[*(adapt(v[c], kinds.get(c, "")) for c in columns), row_id] for row_id, v in group],
+        )
+
+
 def select_row(ctx: WriteContext, row_id: int, columns: Iterable[str]) -> dict[str, Any]:
     cols = list(columns)
     query = sql.SQL("SELECT {} FROM {} WHERE id = %s").format(
@@ -564,23 +582,23 @@ class BatchWriter:
                 or i.new_pk != claimed[i.old_pk][0]
             ]
             if changed:
-                cur.execute(
-                    """
-                    UPDATE relocate_pk_map m
-                    SET new_pk = t.new_pk, kind = t.kind, slug = t.slug, previous = t.previous
-                    FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::jsonb[])
-                         AS t(old_pk, new_pk, kind, slug, previous)
-                    WHERE m.import_uuid = %s AND m.model = %s AND m.old_pk = t.old_pk
-                    """,
-                    (
-                        [i.old_pk for i in changed],
-                        [i.new_pk for i in changed],
-                        [i.kind for i in changed],
-                        [i.slug for i in changed],
-                        [Jsonb(i.previous) if i.previous is not None else None for i in changed],
-                        settings.import_uuid,
-                        model.name,
-                    ),
+                # Row by row on the primary key, pipelined: a join with unnest() got a
+                # nested-loop plan over the whole model's ledger (1.2 s per batch at 50k).
+                cur.executemany(
+                    "UPDATE relocate_pk_map SET new_pk = %s, kind = %s, slug = %s, "
+                    "previous = %s WHERE import_uuid = %s AND model = %s AND old_pk = %s",
+                    [
+                        (
+                            i.new_pk,
+                            i.kind,
+                            i.slug,
+                            Jsonb(i.previous) if i.previous is not None else None,
+                            settings.import_uuid,
+                            model.name,
+                            i.old_pk,
+                        )
+                        for i in changed
+                    ],
                 )
             for item in mine:
                 self._count(result, item.kind)

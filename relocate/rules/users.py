@@ -25,7 +25,7 @@ from relocate.io.sink import (
     find_existing,
     insert_row,
     insert_side_effects,
-    update_row,
+    update_rows,
 )
 from relocate.rules.common import first_free, secure_token, unusable_password
 from relocate.settings import ImportSettings
@@ -260,11 +260,14 @@ class UserEmailHandler(Handler):
                 existing[pair] = item.new_pk
                 new.append(item)
         copy_rows(ctx, new)
-        for item in onto:
-            # The primary UserEmail created with the user: take the imported values.
-            ctx.current = item
-            fields = {k: v for k, v in item.values.items() if k not in ("user_id", "email")}
-            update_row(ctx, item.new_pk, fields)
+        # The primary UserEmail created with the user takes the imported values.
+        update_rows(
+            ctx,
+            [
+                (i.new_pk, {k: v for k, v in i.values.items() if k not in ("user_id", "email")})
+                for i in onto
+            ],
+        )
 
 
 class UserOwnedHandler(Handler):
