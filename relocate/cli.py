@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     for scope in SCOPES:
         p = scopes.add_parser(scope, help=f"import in the {scope} scope")
         p.add_argument("src", metavar="SRC", help="export file, gs:// URI, or - for stdin")
+        p.set_defaults(usage_parser=p)
         _add_target_args(p)
         p.add_argument(
             "--import-uuid",
@@ -366,13 +367,7 @@ def main(
     if not any(a.startswith("--runner") for a in extra):
         # The DirectRunner first tries to download Prism, which cannot work offline.
         extra = ["--runner=FnApiRunner", *extra]
-    logging.basicConfig(
-        level=logging.WARNING if getattr(args, "silent", False) else logging.INFO,
-        format="%(message)s",
-        stream=err,
-    )
-    for noisy in ("apache_beam", "root"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _configure_logging(err, silent=getattr(args, "silent", False))
     try:
         if args.command == "import":
             return run_import(args, extra, out, err)
@@ -384,7 +379,7 @@ def main(
             return _rollback(args, out, err)
         return args.func(args)
     except UsageError as exc:
-        parser.print_usage(err)
+        getattr(args, "usage_parser", parser).print_usage(err)
         print(f"Error: {exc}", file=err)
         return 2
     except Exception as exc:  # noqa: BLE001 - turned into a clear message and exit 1
@@ -395,6 +390,26 @@ def main(
             raise
         print(f"Error: {message}", file=err)
         return 1
+
+
+def _configure_logging(err: TextIO, silent: bool) -> None:
+    """relocate's own progress at INFO; Beam only when something is really wrong.
+
+    Beam logs a DoFn's exception with its traceback before re-raising it; the user gets
+    the message from ``main`` (and the traceback there too when it is a bug), so the copy
+    is dropped. The root logger also carries Beam's import-time notes about optional GCP
+    modules, which are noise without the [gcp] extra.
+    """
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    if not root.handlers:  # keep a host's handlers (pytest's, an embedding program's)
+        root.addHandler(handler)
+    root.setLevel(logging.ERROR)
+    logging.getLogger("relocate").setLevel(logging.WARNING if silent else logging.INFO)
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+    logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
 
 
 def _schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

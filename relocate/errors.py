@@ -23,8 +23,16 @@ USER_ERRORS = (
 _IN_TEXT = re.compile(r"(" + "|".join(USER_ERRORS) + r"): (.+?)(?:\s\[while running|\n|$)")
 
 
+_BEAM_NOTE = re.compile(r"\s*\[while running '[^']*'\]")
+
+
 def describe(exc: BaseException) -> str | None:
     """A one-line message for a user-caused error, or None for a bug (re-raised)."""
+    message = _describe(exc)
+    return None if message is None else _BEAM_NOTE.sub("", message).strip()
+
+
+def _describe(exc: BaseException) -> str | None:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:

@@ -267,9 +267,7 @@ def _dump(
     return dump
 
 
-def _chunks(
-    conn: psycopg.Connection, table: str, ids: Identities, skip: set[str]
-) -> list[tuple]:
+def _chunks(conn: psycopg.Connection, table: str, ids: Identities, skip: set[str]) -> list[tuple]:
     """Chunk records with their maps pointing at identities.
 
     ``min_inserted_pk`` and ``max_inserted_pk`` are new pks whose row depends on the
@@ -361,7 +359,6 @@ def integrity(dsn: str) -> dict[str, list[Any]]:
 
     * ``ledger_without_row``: a ledger entry whose new pk is not in its table (lost row);
     * ``claimed_twice``: two Inserted ledger entries of one model with the same new pk;
-    * ``natural_duplicates``: tables with rows equal in everything but the id;
     * ``sequence_behind``: tables whose id sequence would hand out an id in use.
     """
     registry = Registry.load()
@@ -383,6 +380,29 @@ def integrity(dsn: str) -> dict[str, list[Any]]:
             "GROUP BY model, new_pk HAVING count(*) > 1 LIMIT 5"
         ).fetchall()
         for table in sorted(set(models.values()) | (set(SIDE_EFFECT_REFERENCES) & tables)):
+            seq = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()[0]
+            if seq:
+                top, last, called = conn.execute(
+                    sql.SQL(
+                        "SELECT (SELECT max(id) FROM {t}), last_value, is_called FROM {s}"
+                    ).format(t=sql.Identifier(table), s=sql.SQL(seq))
+                ).fetchone()
+                if top is not None and (last < top or (last == top and not called)):
+                    found["sequence_behind"].append((table, top, last))
+    return {k: v for k, v in found.items() if v}
+
+
+def natural_duplicates(dsn: str) -> dict[str, int]:
+    """Tables with rows equal in everything but their id: table -> groups of such rows.
+
+    An export may hold such rows (two identical Snuba queries); compare with a clean run.
+    """
+    registry = Registry.load()
+    found: dict[str, int] = {}
+    with psycopg.connect(dsn) as conn:
+        tables = _tables(conn)
+        names = {m.table for m in registry.models} | set(SIDE_EFFECT_REFERENCES)
+        for table in sorted(names & tables):
             n = conn.execute(
                 sql.SQL(
                     "SELECT count(*) FROM (SELECT to_jsonb(t) - 'id' AS k FROM {} t "
@@ -390,17 +410,5 @@ def integrity(dsn: str) -> dict[str, list[Any]]:
                 ).format(sql.Identifier(table))
             ).fetchone()[0]
             if n:
-                found["natural_duplicates"].append((table, n))
-            seq = conn.execute(
-                "SELECT pg_get_serial_sequence(%s, 'id')", (table,)
-            ).fetchone()[0]
-            if seq:
-                behind = conn.execute(
-                    sql.SQL(
-                        "SELECT (SELECT max(id) FROM {t}), last_value, is_called FROM {s}"
-                    ).format(t=sql.Identifier(table), s=sql.SQL(seq))
-                ).fetchone()
-                top, last, called = behind
-                if top is not None and (last < top or (last == top and not called)):
-                    found["sequence_behind"].append((table, top, last))
-    return {k: v for k, v in found.items() if v}
+                found[table] = n
+    return found

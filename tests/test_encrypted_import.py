@@ -538,11 +538,6 @@ def test_bad_input_writes_nothing_to_an_empty_database(
     assert canonical_dump(db_dsn, scope, frozenset({"relocate_import"})) == {}
 
 
-@pytest.mark.xfail(
-    reason="known bug: Beam's step annotation ends the message and Beam logs a traceback "
-    "(relocate/errors.py describe(), relocate/cli.py logging setup)",
-    strict=False,
-)
 def test_bad_input_error_is_one_clean_line(
     inputs: Inputs,
     kms: LocalKmsServer,

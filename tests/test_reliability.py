@@ -35,7 +35,7 @@ import pytest
 
 from relocate.schemas.registry import Registry
 
-from .canonical import Tally, canonical_dump, compare, diff, integrity
+from .canonical import Tally, canonical_dump, compare, diff, integrity, natural_duplicates
 from .conftest import TEMPLATE_DB
 from .helpers import import_export, query, run_cli, scalar
 
@@ -43,10 +43,10 @@ REPORT_PATH = Path("/tmp/relocate-reliability.json")
 RELOCATE = Path(sys.executable).parent / "relocate"
 BATCH = "200"
 SNAPSHOT = "release-snapshots/test_at_24_7_0.json"
-#: Rows of the export that is killed and resumed (a clean run takes ~10-15 s).
-CRASH_ROWS = 10_000
-#: Kill points: fractions of the clean run's ledger rows.
-KILL_FRACTIONS = (0.05, 0.10, 0.20, 0.35, 0.50, 0.65, 0.80, 0.90, 0.95)
+#: Rows of the export that is killed and resumed (a clean run takes ~10 s, 4 of writes).
+CRASH_ROWS = 6_000
+#: Kill points besides the middle of each stage: fractions of the clean run's ledger.
+KILL_FRACTIONS = (0.02, 0.40, 0.85)
 RUN_TIMEOUT = 240
 
 FIGURES: dict[str, Any] = {
@@ -122,7 +122,14 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def generate(out: Path, rows: int, scope: str = "global", seed: int = 1) -> Path:
     if not out.exists():
         run = run_cli(
-            "generate", str(out), "--rows", str(rows), "--seed", str(seed), "--scope", scope,
+            "generate",
+            str(out),
+            "--rows",
+            str(rows),
+            "--seed",
+            str(seed),
+            "--scope",
+            scope,
             "--quiet",
         )
         assert run.code == 0, run.err
@@ -155,6 +162,7 @@ class CleanRun:
     dsn: str
     dump: dict[str, list[tuple]]
     ledger_rows: int
+    duplicates: dict[str, int]
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +179,7 @@ def clean(new_db: Callable[[], str], exports: dict[str, Path]) -> Callable[[str]
                 assert run.code == 0, run.err
                 assert integrity(dsn) == {}
                 ledger = scalar(dsn, "SELECT count(*) FROM relocate_pk_map")
-                done[base] = CleanRun(dsn, canonical_dump(dsn), ledger)
+                done[base] = CleanRun(dsn, canonical_dump(dsn), ledger, natural_duplicates(dsn))
             done[name] = done[base]
         return done[name]
 
@@ -201,40 +209,77 @@ def fault(export: str, spec: str, batch: str = BATCH) -> Case:
 
 
 CASES = [
-    pytest.param(Case("generated", ("--batch-size", BATCH, "--direct_runner_bundle_repeat=2")),
-                 id="generated-bundle-repeat"),
-    pytest.param(fault("generated", "in-transaction:sentry.user:1"),
-                 id="generated-in-transaction-user", marks=XFAIL_BATCH_NUMBERS),
-    pytest.param(fault("generated", "after-commit:sentry.user:1"),
-                 id="generated-after-commit-user", marks=XFAIL_BATCH_NUMBERS),
-    pytest.param(fault("generated", "drop-connection:sentry.organizationmember:1"),
-                 id="generated-drop-connection-member", marks=XFAIL_BATCH_NUMBERS),
-    pytest.param(fault("generated", "in-transaction:sentry.integration:1"),
-                 id="generated-in-transaction-integration"),
-    pytest.param(fault("generated", "in-transaction:sentry.projectoption:2"),
-                 id="generated-in-transaction-projectoption"),
-    pytest.param(fault("generated", "after-commit:sentry.useremail:1"),
-                 id="generated-after-commit-useremail"),
-    pytest.param(fault("generated", "drop-connection:sentry.alertruletrigger:1"),
-                 id="generated-drop-connection-alertruletrigger"),
-    pytest.param(fault("users-first", "in-transaction:sentry.user:1", "100"),
-                 id="users-first-in-transaction-user"),
-    pytest.param(fault("users-first", "after-commit:sentry.user:1", "100"),
-                 id="users-first-after-commit-user"),
-    pytest.param(fault("users-first", "drop-connection:sentry.organizationmember:1", "100"),
-                 id="users-first-drop-connection-member"),
-    pytest.param(fault("users-first", "after-commit:sentry.organizationmember:1", "100"),
-                 id="users-first-after-commit-member"),
-    pytest.param(Case("snapshot", ("--batch-size", BATCH, "--direct_runner_bundle_repeat=2")),
-                 id="snapshot-bundle-repeat"),
-    pytest.param(fault("snapshot", "in-transaction:sentry.user:1"),
-                 id="snapshot-in-transaction-user", marks=XFAIL_BATCH_NUMBERS),
-    pytest.param(fault("snapshot", "in-transaction:sentry.controloption:1"),
-                 id="snapshot-in-transaction-controloption"),
-    pytest.param(fault("snapshot", "after-commit:sentry.orgauthtoken:1"),
-                 id="snapshot-after-commit-orgauthtoken"),
-    pytest.param(fault("snapshot", "drop-connection:sentry.alertruletriggeraction:1"),
-                 id="snapshot-drop-connection-alertruletriggeraction"),
+    pytest.param(
+        Case("generated", ("--batch-size", BATCH, "--direct_runner_bundle_repeat=2")),
+        id="generated-bundle-repeat",
+    ),
+    pytest.param(
+        fault("generated", "in-transaction:sentry.user:1"),
+        id="generated-in-transaction-user",
+        marks=XFAIL_BATCH_NUMBERS,
+    ),
+    pytest.param(
+        fault("generated", "after-commit:sentry.user:1"),
+        id="generated-after-commit-user",
+        marks=XFAIL_BATCH_NUMBERS,
+    ),
+    pytest.param(
+        fault("generated", "drop-connection:sentry.organizationmember:1"),
+        id="generated-drop-connection-member",
+        marks=XFAIL_BATCH_NUMBERS,
+    ),
+    pytest.param(
+        fault("generated", "in-transaction:sentry.integration:1"),
+        id="generated-in-transaction-integration",
+    ),
+    pytest.param(
+        fault("generated", "in-transaction:sentry.projectoption:2"),
+        id="generated-in-transaction-projectoption",
+    ),
+    pytest.param(
+        fault("generated", "after-commit:sentry.useremail:1"), id="generated-after-commit-useremail"
+    ),
+    pytest.param(
+        fault("generated", "drop-connection:sentry.alertruletrigger:1"),
+        id="generated-drop-connection-alertruletrigger",
+    ),
+    pytest.param(
+        fault("users-first", "in-transaction:sentry.user:1", "100"),
+        id="users-first-in-transaction-user",
+    ),
+    pytest.param(
+        fault("users-first", "after-commit:sentry.user:1", "100"),
+        id="users-first-after-commit-user",
+    ),
+    pytest.param(
+        fault("users-first", "drop-connection:sentry.organizationmember:1", "100"),
+        id="users-first-drop-connection-member",
+    ),
+    pytest.param(
+        fault("users-first", "after-commit:sentry.organizationmember:1", "100"),
+        id="users-first-after-commit-member",
+    ),
+    pytest.param(
+        Case("snapshot", ("--batch-size", BATCH, "--direct_runner_bundle_repeat=2")),
+        id="snapshot-bundle-repeat",
+    ),
+    pytest.param(
+        fault("snapshot", "in-transaction:sentry.user:1"),
+        id="snapshot-in-transaction-user",
+        marks=XFAIL_BATCH_NUMBERS,
+    ),
+    pytest.param(
+        fault("snapshot", "in-transaction:sentry.controloption:1"),
+        id="snapshot-in-transaction-controloption",
+    ),
+    pytest.param(
+        fault("snapshot", "after-commit:sentry.orgauthtoken:1"),
+        id="snapshot-after-commit-orgauthtoken",
+    ),
+    pytest.param(
+        fault("snapshot", "drop-connection:sentry.alertruletriggeraction:1"),
+        id="snapshot-drop-connection-alertruletriggeraction",
+    ),
 ]
 
 
@@ -262,6 +307,7 @@ def test_retried_batches_end_as_the_clean_run(
     record(f"{case.export} {case.fault or 'bundle repeat'}", tally)
     assert dump == reference.dump, diff(reference.dump, dump)
     assert integrity(dsn) == {}
+    assert natural_duplicates(dsn) == reference.duplicates
     if case.fault:
         assert fired, f"the fault {case.fault} never fired"
         FIGURES["faults_survived"] += 1
@@ -282,8 +328,18 @@ class Launched:
 def launch(dsn: str, src: Path, import_uuid: str, scope: str = "global") -> Launched:
     """Starts ``relocate import`` as its own process group."""
     argv = [
-        str(RELOCATE), "import", scope, str(src), "--dsn", dsn, "--no-prompt", "--silent",
-        "--import-uuid", import_uuid, "--batch-size", BATCH,
+        str(RELOCATE),
+        "import",
+        scope,
+        str(src),
+        "--dsn",
+        dsn,
+        "--no-prompt",
+        "--silent",
+        "--import-uuid",
+        import_uuid,
+        "--batch-size",
+        BATCH,
     ]
     proc = subprocess.Popen(
         argv,
@@ -347,16 +403,25 @@ def crash_export(workdir: Path) -> Path:
     return generate(workdir / "crash.json", CRASH_ROWS)
 
 
-def kill_points(total: int) -> list[tuple[str, Callable[[bool, int], bool]]]:
-    """Where to kill: during the read, at fractions of the ledger, after its last row."""
+def kill_points(stages: list[tuple[int, int]]) -> list[tuple[str, Callable[[bool, int], bool]]]:
+    """Where to kill: during the read (before any row), in the middle of every stage, at a
+    few fractions of the ledger, and after its last row (while the finish runs).
+
+    ``stages``: (stage, ledger rows) of the clean run.
+    """
+    total = sum(n for _, n in stages)
+    thresholds: dict[int, str] = {}
+    done = 0
+    for stage, n in stages:
+        thresholds.setdefault(done + n // 2, f"middle of stage {stage}")
+        done += n
+    for fraction in KILL_FRACTIONS:
+        thresholds.setdefault(int(total * fraction), f"{fraction:.0%} of the rows")
     points: list[tuple[str, Callable[[bool, int], bool]]] = [
         ("read", lambda recorded, rows: recorded),
     ]
-    for fraction in KILL_FRACTIONS:
-        threshold = int(total * fraction)
-        points.append(
-            (f"{fraction:.0%}", lambda recorded, rows, t=threshold: rows > t),
-        )
+    for threshold, name in sorted(thresholds.items()):
+        points.append((name, lambda recorded, rows, t=threshold: rows > t))
     points.append(("finish", lambda recorded, rows: rows >= total))
     return points
 
@@ -373,10 +438,11 @@ def test_killed_imports_resume_to_the_clean_result(
     FIGURES["crash_clean_run_s"] = round(time.monotonic() - start, 1)
     assert code == 0, err
     reference = canonical_dump(clean_dsn)
-    total = scalar(clean_dsn, "SELECT count(*) FROM relocate_pk_map")
-    FIGURES["crash_export_ledger_rows"] = total
+    duplicates = natural_duplicates(clean_dsn)
+    stages = query(clean_dsn, "SELECT stage, count(*) FROM relocate_pk_map GROUP BY 1 ORDER BY 1")
+    FIGURES["crash_export_ledger_rows"] = dict(stages)
     failures = []
-    for name, kill_when in kill_points(total):
+    for name, kill_when in kill_points(stages):
         dsn = new_db()
         FIGURES["kill_points_tried"] += 1
         kill = run_and_kill(dsn, crash_export, import_uuid, kill_when)
@@ -388,6 +454,8 @@ def test_killed_imports_resume_to_the_clean_result(
         tally = compare(reference, dump)
         record(f"resume after kill at {name}", tally)
         problems = integrity(dsn)
+        if natural_duplicates(dsn) != duplicates:
+            problems["natural_duplicates"] = [natural_duplicates(dsn), duplicates]
         kill["matched"] = code == 0 and dump == reference and not problems
         FIGURES["resumes_matched"] += kill["matched"]
         FIGURES["kills"].append({k: v for k, v in kill.items() if k != "err"})
@@ -397,9 +465,9 @@ def test_killed_imports_resume_to_the_clean_result(
                 + diff(reference, dump)
             )
     assert not failures, "\n\n".join(failures)
-    stages = {k["stage"] for k in FIGURES["kills"] if k.get("stage")}
+    hit = {k["stage"] for k in FIGURES["kills"] if k.get("stage")}
     assert FIGURES["kill_points_reached"] >= 10
-    assert len(stages) >= 4, f"kills hit stages {sorted(stages)} only"
+    assert hit == {stage for stage, _ in stages}, f"kills hit stages {sorted(hit)} only"
 
 
 # ---------------------------------------------------------------------------------------
@@ -421,6 +489,7 @@ def test_two_runs_of_one_import_at_once_write_everything_once(
     record("two runs of one import", compare(reference.dump, dump))
     assert dump == reference.dump, diff(reference.dump, dump)
     assert integrity(dsn) == {}
+    assert natural_duplicates(dsn) == reference.duplicates
     assert scalar(dsn, "SELECT count(*) FROM relocate_pk_map") == reference.ledger_rows
     FIGURES["concurrent_runs_matched"] += 1
 
@@ -483,9 +552,9 @@ def test_two_imports_of_one_export_at_once_make_two_copies(
     )
     registry = Registry.load()
     admitted = sum(
-        1 for r in rows if r["model"] in registry and registry[r["model"]].admitted_by(
-            "organizations"
-        )
+        1
+        for r in rows
+        if r["model"] in registry and registry[r["model"]].admitted_by("organizations")
     )
     assert [n for _, n in per_import] == [admitted, admitted], per_import
     assert integrity(dsn) == {}

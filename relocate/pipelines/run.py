@@ -89,8 +89,12 @@ def run_import(
         args.insert(0, "--runner=FnApiRunner")
     pipeline = beam.Pipeline(options=PipelineOptions(args))
     build(pipeline, plan)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except BaseException:
+        _set_status(settings, "failed")
+        raise
     with psycopg.connect(settings.dsn) as conn:
         summary = read_summary(conn, settings, read_counts(result))
         conn.execute(
@@ -99,6 +103,18 @@ def run_import(
         )
         conn.commit()
     return summary
+
+
+def _set_status(settings: ImportSettings, status: str) -> None:
+    try:
+        with psycopg.connect(settings.dsn) as conn:
+            conn.execute(
+                "UPDATE relocate_import SET status = %s, finished_at = now() "
+                "WHERE import_uuid = %s",
+                (status, settings.import_uuid),
+            )
+    except psycopg.Error:
+        pass  # the database may be what failed; the import stays 'running' then
 
 
 def read_counts(result: Any) -> dict[str, int]:
