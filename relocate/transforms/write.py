@@ -37,7 +37,30 @@ def connect(dsn: str) -> psycopg.Connection:
     return conn
 
 
-class _WriteStageFn(beam.DoFn):
+class _PostgresFn(beam.DoFn):
+    """A DoFn with one connection to the target, opened in the worker, reopened if lost."""
+
+    _dsn: str
+
+    def setup(self) -> None:
+        self._conn: psycopg.Connection | None = None
+
+    def connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = connect(self._dsn)
+        return self._conn
+
+    def drop_connection(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._conn = None
+
+    def teardown(self) -> None:
+        if getattr(self, "_conn", None) is not None:
+            self.drop_connection()
+
+
+class _WriteStageFn(_PostgresFn):
     def __init__(
         self,
         stage: int,
@@ -49,21 +72,20 @@ class _WriteStageFn(beam.DoFn):
         self._registry = registry
         self._settings = settings
         self._layouts = layouts
+        self._dsn = settings.dsn
 
     def setup(self) -> None:
         from relocate.rules import build_handlers
 
+        super().setup()
         self._handlers = build_handlers()
-        self._conn: psycopg.Connection | None = None
         self._batch_writer: BatchWriter | None = None
 
     def _writer(self) -> BatchWriter:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = connect(self._settings.dsn)
-            self._batch_writer = None
-        if self._batch_writer is None:
+        conn = self.connection()
+        if self._batch_writer is None or self._batch_writer.conn is not conn:
             self._batch_writer = BatchWriter(
-                self._conn, self._settings, self._registry, self._layouts, self._handlers
+                conn, self._settings, self._registry, self._layouts, self._handlers
             )
         return self._batch_writer
 
@@ -97,9 +119,7 @@ class _WriteStageFn(beam.DoFn):
                 if attempt == WRITE_ATTEMPTS:
                     raise
                 log.warning("batch of %d %s rows failed (%s); retrying", len(rows), model, exc)
-                if self._conn is not None and not self._conn.closed:
-                    self._conn.close()
-                self._conn = None
+                self.drop_connection()
         log.info(
             "stage %d: %s: %d rows (%d inserted, %d existing, %d overwritten, %d dropped)",
             self._stage,
@@ -111,10 +131,6 @@ class _WriteStageFn(beam.DoFn):
             result.dropped,
         )
         return dataclasses.asdict(result)
-
-    def teardown(self) -> None:
-        if getattr(self, "_conn", None) is not None:
-            self._conn.close()
 
 
 def _add(results: list[dict], total: int) -> int:
@@ -155,15 +171,13 @@ class WriteStage(beam.PTransform):
         )
 
 
-class _WriteReportsFn(beam.DoFn):
+class _WriteReportsFn(_PostgresFn):
     """Writes report entries (skipped rows, findings) to ``relocate_report`` in batches."""
 
     def __init__(self, settings: ImportSettings, batch_size: int = 5000) -> None:
         self._settings = settings
         self._batch_size = batch_size
-
-    def setup(self) -> None:
-        self._conn: psycopg.Connection | None = None
+        self._dsn = settings.dsn
 
     def start_bundle(self) -> None:
         self._buffer: list[tuple] = []
@@ -178,16 +192,11 @@ class _WriteReportsFn(beam.DoFn):
             yield GlobalWindows.windowed_value(self._flush())
 
     def _flush(self) -> int:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = connect(self._settings.dsn)
+        conn = self.connection()
         entries, self._buffer = self._buffer, []
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        with conn.transaction(), conn.cursor() as cur:
             write_reports(cur, self._settings, entries)
         return len(entries)
-
-    def teardown(self) -> None:
-        if getattr(self, "_conn", None) is not None:
-            self._conn.close()
 
 
 class WriteReports(beam.PTransform):
