@@ -15,13 +15,14 @@ import json
 import math
 import re
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
-
-from psycopg.types.json import Jsonb
 
 _VARCHAR = re.compile(r"^character varying\((\d+)\)$")
 _INT_TEXT = re.compile(r"^-?\d{1,19}$")
+_TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+)
 
 INT_TYPES = {"bigint": 2**63, "integer": 2**31, "smallint": 2**15}
 
@@ -135,10 +136,22 @@ def coerce(value: Any, kind: str) -> Any:
     if kind == "timestamp":
         if not isinstance(value, str):
             raise ValueProblem(f"expected an ISO-8601 datetime, got {_short(value)}")
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueProblem(f"expected an ISO-8601 datetime, got {_short(value)}") from None
+        # Python accepts more than PostgreSQL (week dates, ',' fractions, any offset):
+        # the shape is checked first, so what passes here, the database takes.
+        parsed = None
+        if _TIMESTAMP.match(value):
+            try:
+                parsed = datetime.fromisoformat(value.replace(" ", "T", 1))
+            except ValueError:
+                parsed = None
+        offset = parsed.utcoffset() if parsed is not None else None
+        if parsed is None or (offset is not None and abs(offset) >= timedelta(hours=16)):
+            raise ValueProblem(f"expected an ISO-8601 datetime, got {_short(value)}")
+        if offset is not None and (parsed.year == 1 or parsed.year == 9999):
+            try:
+                parsed.astimezone(timezone.utc)
+            except OverflowError:
+                raise ValueProblem(f"datetime out of range: {_short(value)}") from None
         return value
     if kind == "date":
         if not isinstance(value, str):
@@ -150,7 +163,7 @@ def coerce(value: Any, kind: str) -> Any:
         return value[:10]
     if kind == "json":
         _check_json(value)
-        return Jsonb(value)
+        return value  # wrapped for psycopg at write time (a Jsonb crosses Beam slowly)
     if kind == "uuid":
         try:
             return str(uuid.UUID(str(value)))
@@ -159,7 +172,8 @@ def coerce(value: Any, kind: str) -> Any:
     if kind == "inet":
         try:
             text = str(value)
-            return str(ipaddress.ip_interface(text).ip) if "/" not in text else text
+            interface = ipaddress.ip_interface(text)
+            return text if "/" in text else str(interface.ip)
         except ValueError:
             raise ValueProblem(f"expected an IP address, got {_short(value)}") from None
     if kind.startswith("array:"):

@@ -25,10 +25,14 @@ def wipe_for_import(conn: psycopg.Connection, registry: Registry, import_uuid: s
     A resumed Global import (same UUID, rows in the ledger) must not wipe what it wrote.
     Returns whether the wipe ran.
     """
+    # The lock waits for batches in flight (a concurrent run of this import) to commit,
+    # so their ledger rows are seen here and their rows are not wiped under them.
+    conn.execute("LOCK TABLE relocate_pk_map IN SHARE MODE")
     started = conn.execute(
         "SELECT 1 FROM relocate_pk_map WHERE import_uuid = %s LIMIT 1", (import_uuid,)
     ).fetchone()
     if started:
+        conn.commit()
         return False
     wipe_database(conn, registry, keep_import=import_uuid)
     return True

@@ -83,7 +83,11 @@ UNMAPPED_SIDE_EFFECT_VOLATILE: dict[str, frozenset[str]] = {
 #: Columns of unclaimed users (any scope) that sanitisation sets at random / to now().
 UNCLAIMED_USER_VOLATILE = frozenset({"password", "last_password_change"})
 
-#: What sanitisation outside the Global scope makes random or now().
+#: What is random or now() when the import is not Global: sanitisation (passwords,
+#: verification hashes, IP dates), and the tokens, keys and guids that are regenerated
+#: when they collide with rows already in the target (a Global import wipes it first).
+#: Organization slugs renamed on a collision get a random suffix too: pass them in
+#: ``extra_volatile`` when that matters.
 NON_GLOBAL_VOLATILE: dict[str, frozenset[str]] = {
     "auth_user": UNCLAIMED_USER_VOLATILE,
     "sentry_useremail": frozenset({"validation_hash", "date_hash_added"}),
@@ -91,6 +95,15 @@ NON_GLOBAL_VOLATILE: dict[str, frozenset[str]] = {
     "sentry_organizationmember": frozenset({"token"}),
     "sentry_orgauthtoken": frozenset({"token_hashed", "token_last_characters"}),
     "sentry_projectkey": frozenset({"public_key", "secret_key"}),
+    "sentry_apitoken": frozenset(
+        {"token", "hashed_token", "refresh_token", "hashed_refresh_token", "token_last_characters"}
+    ),
+    "sentry_apikey": frozenset({"key"}),
+    "sentry_apiapplication": frozenset({"client_id"}),
+    "sentry_monitor": frozenset({"guid"}),
+    "sentry_servicehook": frozenset({"guid"}),
+    "sentry_sentryappcomponent": frozenset({"uuid"}),
+    "sentry_querysubscription": frozenset({"subscription_id"}),
 }
 
 
@@ -163,9 +176,10 @@ def canonical_dump(
 
     Besides the tables, ``relocate_pk_map`` holds the ledger as (model, old_pk, kind,
     identity of new_pk, slug, ordinal, stage, previous), ``relocate_side_effect`` the
-    side-effect records as (table, canonical row) and ``relocate_import`` (scope, status,
-    flags) per import. ``extra_volatile`` leaves out more columns (table -> columns).
-    """
+    side-effect records as (table, canonical row), ``relocate_report`` what was skipped,
+    dropped or failed (whatever run reported it, once) and ``relocate_import`` (scope,
+    status, flags) per import. ``extra_volatile`` leaves out more columns (table ->
+    columns)."""
     registry = Registry.load()
     with psycopg.connect(dsn) as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -253,6 +267,13 @@ def _dump(
             (table, by_id.get(table, {}).get(row_id, ("missing row",)))
             for table, row_id in side_effects
         ),
+        key=sort_key,
+    )
+    dump["relocate_report"] = sorted(
+        conn.execute(
+            "SELECT DISTINCT model, ordinal, source_pk, action, reason, finding_kind "
+            "FROM relocate_report"
+        ).fetchall(),
         key=sort_key,
     )
     dump["relocate_import"] = sorted(

@@ -248,14 +248,6 @@ def _unknown_rows_export(path: Path, junk_bytes: int, rows: int = 50_000) -> Pat
     return path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "peak memory grows with the size of rows that are only skipped: the fields of "
-        "unknown-model rows travel through the whole pipeline (the FnApiRunner holds the "
-        "read PCollection in memory), ~4.5 MB of RSS per MB of garbage"
-    ),
-)
 def test_memory_does_not_grow_with_the_garbage_of_unknown_rows(db_dsn: str, tmp_path: Path) -> None:
     """50,000 unknown rows with 2 KB of junk each (100 MB) cost about what empty ones do."""
     runs = []

@@ -18,6 +18,9 @@ import ijson
 
 #: Longest model name accepted from an export (Sentry's chunk tables use varchar(64)).
 MAX_MODEL_NAME = 64
+#: Deepest nesting of a field value: deeper values would overflow the recursion of the
+#: pickling between pipeline steps (Sentry's own JSON fields nest a few levels).
+MAX_NESTING = 100
 
 
 class ExportFormatError(ValueError):
@@ -82,10 +85,24 @@ def check_row(element: Any) -> tuple[str | None, str | None]:
     fields = element.get("fields")
     if not isinstance(fields, dict):
         return name, f"`fields` must be an object, got {_describe(fields)}"
+    if _deeper_than(fields, MAX_NESTING):
+        return name, f"a field value is nested more than {MAX_NESTING} levels deep"
     extra = set(element) - {"model", "pk", "fields"}
     if extra:
         return name, f"unexpected keys in the row: {sorted(extra)!r}"[:200]
     return name, None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels (iteratively: no recursion)."""
+    stack = [(v, 1) for v in value.values() if isinstance(v, (dict, list))]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def iter_export(stream: BinaryIO) -> Iterator[Row | BadRow]:

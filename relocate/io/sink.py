@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -43,6 +43,10 @@ OVERWRITE = "Overwrite"
 
 class RowDropped(Exception):
     """The row is not written (reported with the reason)."""
+
+
+class Collision(Exception):
+    """A unique value was taken between its check and its insert (a concurrent batch)."""
 
 
 class RowFailed(Exception):
@@ -202,6 +206,22 @@ def adapt(value: Any, kind: str) -> Any:
     if kind == "json":
         return value if isinstance(value, Jsonb) else Jsonb(value)
     return value
+
+
+def try_unique(ctx: WriteContext, action: Callable[[], None]) -> bool:
+    """Runs ``action`` under a savepoint; on a unique violation undoes it, returns False.
+
+    For check-then-insert rules (usernames, slugs): a concurrent batch can take the
+    value between the check and the insert, and the rule then tries the next value.
+    """
+    ctx.cur.execute("SAVEPOINT relocate_unique")
+    try:
+        action()
+    except (psycopg.errors.UniqueViolation, Collision):
+        ctx.cur.execute("ROLLBACK TO SAVEPOINT relocate_unique")
+        return False
+    ctx.cur.execute("RELEASE SAVEPOINT relocate_unique")
+    return True
 
 
 def insert_row(
@@ -454,8 +474,8 @@ class BatchWriter:
         self.handlers = handlers
         self.default_handler = Handler()
         self.fault = FaultPlan.parse(settings.fault) if settings.fault else None
-        #: Batches written by this writer (numbers the batches for fault plans).
-        self.batch_number = 0
+        #: Batches of each model written by this writer (numbers them for fault plans).
+        self.batch_numbers: dict[str, int] = {}
 
     def handler(self, model: str) -> Handler:
         return self.handlers.get(model, self.default_handler)
@@ -463,14 +483,14 @@ class BatchWriter:
     def write(self, model_name: str, rows: Sequence[Converted]) -> BatchResult:
         """Writes one batch of rows of one model in one transaction."""
         model = self.registry[model_name]
-        self.batch_number += 1
+        self.batch_numbers[model_name] = self.batch_numbers.get(model_name, 0) + 1
         result = BatchResult(model=model_name, stage=model.stage, rows=len(rows))
         layout = self.layouts.get(model_name)
         if layout is None:
             raise RuntimeError(f"no table layout for {model_name}")
         handler = self.handler(model_name)
         failed: Finding | None = None
-        fault, number = self.fault, self.batch_number
+        fault, number = self.fault, self.batch_numbers[model_name]
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 self._write(cur, model, layout, handler, rows, result)
@@ -670,6 +690,11 @@ class BatchWriter:
             )
 
 
+def _clean(text: str) -> str:
+    """Report text as PostgreSQL stores it (no NUL characters; input may carry them)."""
+    return text.replace("\x00", "\\0")
+
+
 def write_reports(cur: psycopg.Cursor, settings: ImportSettings, entries: Sequence[tuple]) -> None:
     """Writes report rows: (model, ordinal, source pk, action, reason[, finding kind])."""
     if not entries:
@@ -686,11 +711,11 @@ def write_reports(cur: psycopg.Cursor, settings: ImportSettings, entries: Sequen
         (
             settings.run_id,
             settings.import_uuid,
-            [e[0][:200] for e in entries],
+            [_clean(e[0])[:200] for e in entries],
             [e[1] for e in entries],
-            [None if e[2] is None else json.dumps(e[2])[:100] for e in entries],
+            [None if e[2] is None else _clean(json.dumps(e[2]))[:100] for e in entries],
             [e[3] for e in entries],
-            [e[4][:2000] for e in entries],
+            [_clean(e[4])[:2000] for e in entries],
             [e[5] if len(e) > 5 else None for e in entries],
         ),
     )

@@ -115,7 +115,8 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     )
     filters = rows | "Filters" >> ResolveFilters(settings)
     admit = rows | "Admit" >> AdmitRows(registry, settings, plan.removed_models, filters)
-    conv = admit.admitted | "Convert" >> ConvertRows(plan.layouts, settings)
+    tables = {m.name: m.table for m in registry.models}
+    conv = admit.admitted | "Convert" >> ConvertRows(plan.layouts, settings, tables)
 
     findings = (
         read[BAD] | "BadRows" >> beam.Map(bad_row_finding),

@@ -15,6 +15,7 @@ import secrets
 import time
 
 from relocate.io.sink import (
+    Collision,
     Handler,
     Item,
     RowDropped,
@@ -25,6 +26,7 @@ from relocate.io.sink import (
     insert_row,
     insert_side_effect,
     record_side_effects,
+    try_unique,
 )
 from relocate.rules.common import first_free, sha256_hex, slugify
 from relocate.rules.tokens import fresh_key, fresh_token, fresh_uuid
@@ -175,41 +177,50 @@ class OrganizationHandler(Handler):
         for item in items:
             ctx.current = item
             base = item.values["slug"]
-            slug = first_free(base, ORG_SLUG_MAX_LENGTH, lambda s: self._taken(ctx, s))
-            if slug is None:
-                raise RowFailed(
-                    "IntegrityError", f"no free organization slug derived from {base!r}"
-                )
-            item.values["slug"] = slug
-            item.slug = slug
-            insert_row(ctx, item)
-            values = item.values
-            reservation = insert_side_effect(
-                ctx,
-                "sentry_organizationslugreservation",
-                {
-                    "slug": slug,
-                    "organization_id": item.new_pk,
-                    "user_id": -1,
-                    "region_name": ctx.settings.region_name,
-                    "reservation_type": PRIMARY_RESERVATION,
-                },
-            )
-            if reservation is None:
-                raise RowFailed("IntegrityError", f"slug {slug!r} is already reserved")
-            insert_side_effect(
-                ctx,
-                "sentry_organizationmapping",
-                {
-                    "organization_id": item.new_pk,
-                    "slug": slug,
-                    "name": (values.get("name") or "")[:64],
-                    "date_created": values.get("date_added") or ctx.now,
-                    "idempotency_key": "",
-                    "region_name": ctx.settings.region_name,
-                    "status": values.get("status", 0),
-                },
-            )
+            for _ in range(3):
+                slug = first_free(base, ORG_SLUG_MAX_LENGTH, lambda s: self._taken(ctx, s))
+                if slug is None:
+                    raise RowFailed(
+                        "IntegrityError", f"no free organization slug derived from {base!r}"
+                    )
+                if try_unique(ctx, lambda i=item, s=slug: self._insert(ctx, i, s)):
+                    break
+            else:
+                raise RowFailed("IntegrityError", f"organization slug {base!r} kept colliding")
+
+    @staticmethod
+    def _insert(ctx: WriteContext, item: Item, slug: str) -> None:
+        """The organization with its PRIMARY slug reservation and its mapping."""
+        item.values["slug"] = slug
+        item.slug = slug
+        insert_row(ctx, item)
+        values = item.values
+        reservation = insert_side_effect(
+            ctx,
+            "sentry_organizationslugreservation",
+            {
+                "slug": slug,
+                "organization_id": item.new_pk,
+                "user_id": -1,
+                "region_name": ctx.settings.region_name,
+                "reservation_type": PRIMARY_RESERVATION,
+            },
+        )
+        if reservation is None:
+            raise Collision(f"slug {slug!r} was reserved meanwhile")
+        insert_side_effect(
+            ctx,
+            "sentry_organizationmapping",
+            {
+                "organization_id": item.new_pk,
+                "slug": slug,
+                "name": (values.get("name") or "")[:64],
+                "date_created": values.get("date_added") or ctx.now,
+                "idempotency_key": "",
+                "region_name": ctx.settings.region_name,
+                "status": values.get("status", 0),
+            },
+        )
 
 
 class OrganizationMemberHandler(Handler):

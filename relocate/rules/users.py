@@ -11,8 +11,6 @@ import json
 import zoneinfo
 from functools import lru_cache
 
-import psycopg
-
 from relocate.convert import Converted, RowInvalid
 from relocate.io.sink import (
     EXISTING,
@@ -25,6 +23,7 @@ from relocate.io.sink import (
     find_existing,
     insert_row,
     insert_side_effects,
+    try_unique,
     update_rows,
 )
 from relocate.rules.common import first_free, secure_token, unusable_password
@@ -89,35 +88,26 @@ class UserHandler(Handler):
             name = item.values["username"]
             (slow if name in taken else fast).append(item)
             taken.add(name)
-        if fast:
-            ctx.cur.execute("SAVEPOINT users_copy")
-            try:
-                copy_rows(ctx, fast)
-            except psycopg.errors.UniqueViolation:
-                # A concurrent batch took one of the names: do these one by one.
-                ctx.cur.execute("ROLLBACK TO SAVEPOINT users_copy")
-                slow = fast + slow
-                slow.sort(key=lambda i: i.ordinal)
-                fast = []
-            else:
-                ctx.cur.execute("RELEASE SAVEPOINT users_copy")
+        if fast and not try_unique(ctx, lambda: copy_rows(ctx, fast)):
+            # A concurrent batch took one of the names: do these one by one.
+            slow = sorted(fast + slow, key=lambda i: i.ordinal)
         for item in slow:
             self._write_one(ctx, item)
         self._side_effects(ctx, [i for i in items if i.kind != EXISTING])
 
     def _write_one(self, ctx: WriteContext, item: Item) -> None:
-        username = item.values["username"]
-        cur = ctx.cur
+        original = item.values["username"]
         ctx.current = item
         for _ in range(3):
-            existing = find_existing(ctx, {"username": username})
+            existing = find_existing(ctx, {"username": original})
             if existing is not None and ctx.settings.merge_users:
                 item.new_pk, item.kind = existing, EXISTING
                 return
             if existing is not None:
-                # Sentry checks candidates case-insensitively, the collision exactly.
+                # Sentry matches the collision exactly and checks candidates
+                # case-insensitively.
                 free = first_free(
-                    username,
+                    original,
                     MAX_USERNAME_LENGTH,
                     lambda c: (
                         find_existing(ctx, {"username": c}, ci_columns=frozenset({"username"}))
@@ -125,21 +115,11 @@ class UserHandler(Handler):
                     ),
                 )
                 if free is None:
-                    raise RowFailed("IntegrityError", f"no free username derived from {username!r}")
+                    raise RowFailed("IntegrityError", f"no free username derived from {original!r}")
                 item.values["username"] = free
-            # ON CONFLICT: a concurrent batch may take the name between check and insert.
-            cur.execute("SAVEPOINT user_insert")
-            try:
-                insert_row(ctx, item)
-            except Exception as exc:  # noqa: BLE001 - retried below for unique violations
-                cur.execute("ROLLBACK TO SAVEPOINT user_insert")
-                if getattr(exc, "sqlstate", None) != "23505":
-                    raise
-                username = item.values["username"]
-                continue
-            cur.execute("RELEASE SAVEPOINT user_insert")
-            return
-        raise RowFailed("IntegrityError", f"username {username!r} kept colliding")
+            if try_unique(ctx, lambda: insert_row(ctx, item)):
+                return
+        raise RowFailed("IntegrityError", f"username {original!r} kept colliding")
 
     def _side_effects(self, ctx: WriteContext, items: list[Item]) -> None:
         """The rows Sentry's ORM creates with new users, one statement per table."""

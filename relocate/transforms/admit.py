@@ -145,9 +145,15 @@ class AdmitRows(beam.PTransform):
 
 
 class _ConvertFn(beam.DoFn):
-    def __init__(self, layouts: dict[str, TableLayout | None], settings: ImportSettings) -> None:
+    def __init__(
+        self,
+        layouts: dict[str, TableLayout | None],
+        settings: ImportSettings,
+        tables: dict[str, str],
+    ) -> None:
         self._layouts = layouts
         self._settings = settings
+        self._tables = tables  # model -> Sentry's table name, to name a missing table
 
     def setup(self) -> None:
         from relocate.rules import build_handlers
@@ -160,7 +166,12 @@ class _ConvertFn(beam.DoFn):
         if layout is None:
             yield beam.pvalue.TaggedOutput(
                 SKIPPED,
-                report_entry(row, "skipped", "the target database has no table for this model"),
+                report_entry(
+                    row,
+                    "skipped",
+                    f"the target database has no table `{self._tables.get(row.model, '?')}` "
+                    "for this model",
+                ),
             )
             return
         try:
@@ -183,13 +194,19 @@ class _ConvertFn(beam.DoFn):
 class ConvertRows(beam.PTransform):
     """Converts admitted rows to target columns; ``findings`` holds validation errors."""
 
-    def __init__(self, layouts: dict[str, TableLayout | None], settings: ImportSettings) -> None:
+    def __init__(
+        self,
+        layouts: dict[str, TableLayout | None],
+        settings: ImportSettings,
+        tables: dict[str, str],
+    ) -> None:
         super().__init__()
         self.layouts = layouts
         self.settings = settings
+        self.tables = tables
 
     def expand(self, rows: beam.PCollection) -> Any:
-        return rows | beam.ParDo(_ConvertFn(self.layouts, self.settings)).with_outputs(
+        return rows | beam.ParDo(_ConvertFn(self.layouts, self.settings, self.tables)).with_outputs(
             SKIPPED, FINDINGS, main="converted"
         )
 
