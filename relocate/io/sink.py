@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -195,10 +194,6 @@ class WriteContext:
 # SQL helpers
 
 
-def random_hex(n: int = 32) -> str:
-    return secrets.token_hex(n // 2 + 1)[:n]
-
-
 def adapt(value: Any, kind: str) -> Any:
     """Wraps values for psycopg (JSON columns need Jsonb)."""
     if value is None:
@@ -240,18 +235,6 @@ def insert_row(
     params = [item.new_pk, *(adapt(v, kinds.get(c, "")) for c, v in item.values.items())]
     ctx.current = item
     ctx.cur.execute(query, params)
-
-
-def update_row(ctx: WriteContext, row_id: int, values: dict[str, Any]) -> None:
-    """Overwrites the given columns of an existing row."""
-    if not values:
-        return
-    kinds = {c.column: c.kind for c in ctx.layout.columns}
-    query = sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
-        sql.Identifier(ctx.layout.table),
-        sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values),
-    )
-    ctx.cur.execute(query, [*(adapt(v, kinds.get(c, "")) for c, v in values.items()), row_id])
 
 
 def update_rows(ctx: WriteContext, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:

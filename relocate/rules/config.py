@@ -17,7 +17,7 @@ from relocate.io.sink import (
     find_existing,
     insert_row,
     select_row,
-    update_row,
+    update_rows,
 )
 from relocate.rules.common import sha256_hex
 from relocate.rules.tokens import fresh_token
@@ -43,7 +43,7 @@ class OverwritableConfigHandler(Handler):
             if ctx.settings.overwrite_configs:
                 fields = {c: v for c, v in item.values.items() if c not in self.unique}
                 item.previous = _jsonable(select_row(ctx, existing, fields))
-                update_row(ctx, existing, fields)
+                update_rows(ctx, [(existing, fields)])
                 item.kind = OVERWRITE
             else:
                 item.kind = EXISTING

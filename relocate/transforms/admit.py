@@ -6,7 +6,7 @@ Thin DoFns over ``relocate.admission`` and ``relocate.convert``. Skipped rows go
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -209,7 +209,3 @@ class ConvertRows(beam.PTransform):
         return rows | beam.ParDo(_ConvertFn(self.layouts, self.settings, self.tables)).with_outputs(
             SKIPPED, FINDINGS, main="converted"
         )
-
-
-def count(items: Iterable[Any]) -> int:
-    return sum(1 for _ in items)
