@@ -57,10 +57,6 @@ class Filters:
     org_slugs: frozenset[str] | None = None
     emails: frozenset[str] | None = None
 
-    @property
-    def active(self) -> bool:
-        return any(v is not None for v in (self.usernames, self.user_pks, self.org_slugs))
-
 
 def skip_reason(
     row: Row,

@@ -10,6 +10,7 @@ own names: field names from the export never reach SQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from relocate.io.export_reader import Row
@@ -53,7 +54,9 @@ class TableLayout:
     id_sequence: str | None
     self_references: tuple[str, ...] = ()
 
+    @cached_property
     def by_field(self) -> dict[str, ColumnLayout]:
+        """Export field -> column (built once per layout, not once per row)."""
         return {c.field: c for c in self.columns}
 
     def column(self, name: str) -> ColumnLayout | None:
@@ -119,7 +122,7 @@ def convert_row(row: Row, layout: TableLayout) -> Converted:
         RowInvalid: a value the column cannot hold, named by field.
     """
     values: dict[str, Any] = {}
-    by_field = layout.by_field()
+    by_field = layout.by_field
     for field, value in row.fields.items():
         col = by_field.get(field)
         if col is None:

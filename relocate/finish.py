@@ -95,21 +95,23 @@ def write_chunks(conn: psycopg.Connection, settings: ImportSettings, registry: R
 def finish_import(conn: psycopg.Connection, settings: ImportSettings, registry: Registry) -> None:
     """Everything that runs once after the last stage wrote its rows."""
     with conn.cursor() as cur:
-        rows = cur.execute(
-            "SELECT DISTINCT model FROM relocate_pk_map WHERE import_uuid = %s",
-            (settings.import_uuid,),
-        ).fetchall()
+        models = {
+            r[0]
+            for r in cur.execute(
+                "SELECT DISTINCT model FROM relocate_pk_map WHERE import_uuid = %s",
+                (settings.import_uuid,),
+            )
+        }
+        # The tables the import wrote beside the export's rows are recorded for rollback.
+        side_tables = [
+            r[0]
+            for r in cur.execute(
+                "SELECT DISTINCT table_name FROM relocate_side_effect WHERE import_uuid = %s",
+                (settings.import_uuid,),
+            )
+        ]
     conn.commit()
-    models = {r[0] for r in rows}
-    tables = [m.table for m in registry.models if m.name in models]
-    tables += [
-        "sentry_email",
-        "sentry_useremail",
-        "sentry_lostpasswordhash",
-        "sentry_organizationslugreservation",
-        "sentry_organizationmapping",
-        "sentry_organizationmembermapping",
-    ]
+    tables = [m.table for m in registry.models if m.name in models] + side_tables
     set_sequences(conn, tables)
     write_chunks(conn, settings, registry)
 

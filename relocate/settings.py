@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from relocate.schemas.registry import IMPORT_SCOPES
 
@@ -41,7 +41,6 @@ class ImportSettings:
     region_name: str = "us"
     url_prefix: str = "http://localhost:9000"
     fault: str | None = None
-    extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.scope not in IMPORT_SCOPES:
