@@ -45,6 +45,16 @@ def _add_target_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"wants a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relocate",
@@ -75,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--no-prompt", action="store_true")
         p.add_argument("--silent", action="store_true")
         p.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
+        p.add_argument(
+            "--max-db-connections",
+            type=_positive_int,
+            metavar="N",
+            help="the most database connections the pipeline's workers hold at once "
+            "(default: no cap)",
+        )
         p.add_argument("--inject-fault", help=argparse.SUPPRESS)
         if scope != "global":
             p.add_argument("--merge-users", action="store_true")
@@ -334,6 +351,7 @@ def _execute(
         batch_size=args.batch_size,
         geoip_db=getattr(args, "geoip_db", None),
         fault=args.inject_fault,
+        max_db_connections=args.max_db_connections,
     )
     progress = _Progress(dsn, import_uuid, err) if not args.silent else ExitStack()
     with progress, ExitStack() as stack:

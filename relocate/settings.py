@@ -26,6 +26,8 @@ class ImportSettings:
         region_name: the region recorded in org mappings and slug reservations.
         url_prefix: the instance URL written into regenerated org auth tokens.
         fault: a deliberate fault for reliability tests (``relocate.faults``).
+        max_db_connections: the most connections the pipeline's DoFns hold at once, over
+            all workers (None: no cap; ``relocate.io.connection_cap``).
     """
 
     scope: str
@@ -41,6 +43,7 @@ class ImportSettings:
     region_name: str = "us"
     url_prefix: str = "http://localhost:9000"
     fault: str | None = None
+    max_db_connections: int | None = None
 
     def __post_init__(self) -> None:
         if self.scope not in IMPORT_SCOPES:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from relocate.convert import Converted, TableLayout
 from relocate.faults import InjectedFault
+from relocate.io.connection_cap import Backoff, open_connection
 from relocate.io.sink import BatchResult, BatchWriter, write_reports
 from relocate.schemas.registry import Registry
 from relocate.settings import ImportSettings
@@ -38,17 +40,33 @@ def connect(dsn: str) -> psycopg.Connection:
 
 
 class _PostgresFn(beam.DoFn):
-    """A DoFn with one connection to the target, opened in the worker, reopened if lost."""
+    """A DoFn with at most one connection to the target, opened in the worker, reopened
+    if lost.
+
+    Under ``--max-db-connections`` the connection is held only with one of the import's
+    connection slots (``relocate.io.connection_cap``) and is given back at the end of
+    every bundle, so that an idle DoFn instance never keeps a slot from a busy one.
+    """
 
     _dsn: str
+    _settings: ImportSettings
 
     def setup(self) -> None:
         self._conn: psycopg.Connection | None = None
 
     def connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = connect(self._dsn)
+            self._conn = open_connection(
+                lambda: connect(self._dsn),
+                import_uuid=self._settings.import_uuid,
+                cap=self._settings.max_db_connections,
+            )
         return self._conn
+
+    def release_connection(self) -> None:
+        """Ends a bundle: under a connection cap, gives the connection (and slot) back."""
+        if self._settings.max_db_connections:
+            self.drop_connection()
 
     def drop_connection(self) -> None:
         if self._conn is not None and not self._conn.closed:
@@ -106,6 +124,7 @@ class _WriteStageFn(_PostgresFn):
         for model in list(self._buffers):
             if self._buffers[model]:
                 yield GlobalWindows.windowed_value(self._flush(model))
+        self.release_connection()
 
     def _flush(self, model: str) -> dict:
         rows = self._buffers.pop(model)
@@ -118,8 +137,16 @@ class _WriteStageFn(_PostgresFn):
                 # retry write only what the failed attempt did not commit.
                 if attempt == WRITE_ATTEMPTS:
                     raise
-                log.warning("batch of %d %s rows failed (%s); retrying", len(rows), model, exc)
+                delay = Backoff().delay(attempt)
+                log.warning(
+                    "batch of %d %s rows failed (%s); retrying in %.1f s",
+                    len(rows),
+                    model,
+                    exc,
+                    delay,
+                )
                 self.drop_connection()
+                time.sleep(delay)
         log.info(
             "stage %d: %s: %d rows (%d inserted, %d existing, %d overwritten, %d dropped)",
             self._stage,
@@ -190,6 +217,7 @@ class _WriteReportsFn(_PostgresFn):
     def finish_bundle(self) -> Iterator[Any]:
         if self._buffer:
             yield GlobalWindows.windowed_value(self._flush())
+        self.release_connection()
 
     def _flush(self) -> int:
         conn = self.connection()
