@@ -96,3 +96,14 @@ def db_dsn(pg_server: str, template_dsn: str) -> Iterator[str]:
     yield _with_dbname(pg_server, name)
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def another_db_dsn(pg_server: str, template_dsn: str) -> Iterator[str]:
+    """A second fresh database with the whole target schema (to compare two runs)."""
+    name = f"t2_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    yield _with_dbname(pg_server, name)
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -177,3 +177,29 @@ def test_max_db_connections_must_be_positive(db_dsn, tmp_path, capsys):
         )
     assert exit_.value.code == 2
     assert "--max-db-connections: wants a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_release_snapshot_imports_alike_on_two_multi_processing_workers(
+    db_dsn, another_db_dsn, fixtures_dir
+):
+    """The whole of test_at_24_7_0.json in Global scope: two worker processes under a
+    connection cap give, row for row, what the in-process runner gives."""
+    from tests.canonical import canonical_dump, integrity
+
+    src = fixtures_dir / "release-snapshots" / "test_at_24_7_0.json"
+    in_process = import_export(db_dsn, "global", src)
+    assert in_process.code == 0, in_process.err
+    workers = import_export(
+        another_db_dsn,
+        "global",
+        src,
+        "--max-db-connections",
+        "2",
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    )
+    assert workers.code == 0, workers.err
+    assert integrity(another_db_dsn) == {}
+    assert scalar(another_db_dsn, "SELECT count(*) FROM relocate_pk_map") == 169
+    assert canonical_dump(another_db_dsn) == canonical_dump(db_dsn)
