@@ -32,7 +32,13 @@ setup(
             "ruff>=0.6",
             "mmdb-writer>=0.2,<1",  # writes the MaxMind databases the GeoIP tests read
         ],
-        "gcp": ["apache-beam[gcp]>=2.70,<3"],
+        "gcp": [
+            # DataflowRunner and the gs:// filesystem (google-apitools, google-cloud-storage).
+            "apache-beam[gcp]>=2.70,<3",
+            # --setup_file builds the sdist Dataflow installs on its workers with the
+            # launcher's own setuptools; venvs of Python 3.12+ come without it.
+            "setuptools>=61",
+        ],
     },
     entry_points={"console_scripts": ["relocate=relocate.cli:main"]},
 )

@@ -246,11 +246,16 @@ def _format_finding(f: dict) -> str:
 
 def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err: TextIO) -> int:
     """Runs ``relocate import <scope>``; returns the exit status."""
+    from relocate.io.outputs import open_output
     from relocate.schemas.registry import Registry
 
     say = (lambda *a: None) if args.silent else (lambda *a: print(*a, file=err, flush=True))
     scope = args.scope
-    findings_file = open(args.findings_file, "w", encoding="utf-8") if args.findings_file else None  # noqa: SIM115 - Sentry truncates it before anything else happens
+    # Sentry truncates the findings file before anything else happens (a gs:// one is
+    # created empty); the report file is written only at the end.
+    findings_file = (
+        open_output(args.findings_file, truncate_now=True) if args.findings_file else None
+    )
     try:
         if args.decrypt_with and args.decrypt_with_gcp_kms:
             raise UsageError(
@@ -289,7 +294,7 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
             json.dump(summary.findings, findings_file, sort_keys=True, ensure_ascii=True, indent=2)
             findings_file.write("\n")
         if args.report_file:
-            with open(args.report_file, "w", encoding="utf-8") as f:
+            with open_output(args.report_file) as f:
                 json.dump({"import_uuid": import_uuid, "rows": summary.report}, f, indent=1)
         if summary.findings:
             for finding in summary.findings:
