@@ -22,6 +22,8 @@ setup(
         "ijson>=3.3,<4",
         "cryptography>=42,<51",
         "google-cloud-kms>=3.18,<4",
+        # Database credentials on Dataflow; 2.24 is the first release allowing protobuf 6.
+        "google-cloud-secret-manager>=2.24,<3",
         "psycopg[binary]>=3.2,<3.4",
         "maxminddb>=2.5,<4",
     ],

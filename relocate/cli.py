@@ -1,7 +1,8 @@
 """The ``relocate`` command line.
 
 ``relocate import users|organizations|config|global SRC`` with Sentry's flags, plus
-``--dsn`` (the target; without it, the embedded local cluster), ``--import-uuid``,
+``--dsn`` (the target; without it, the embedded local cluster), ``--dsn-secret`` /
+``--db-password-secret`` (credentials from Secret Manager, read by the workers), ``--import-uuid``,
 ``--report-file`` and Beam's own pipeline options, which pass through unchanged
 (``--runner``, ``--direct_running_mode``, ``--direct_num_workers``, ...).
 Also ``relocate schema create``, ``relocate local-db start|stop`` and ``relocate backup``.
@@ -41,8 +42,60 @@ class UsageError(Exception):
 def _add_target_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dsn",
-        help="PostgreSQL connection string of the target (default: the embedded local cluster)",
+        help="PostgreSQL connection string of the target (default: the embedded local "
+        "cluster); libpq's service file, password file and PG* variables apply",
     )
+    parser.add_argument(
+        "--dsn-secret",
+        metavar="NAME",
+        help="Secret Manager secret (projects/P/secrets/S[/versions/V]) holding the whole DSN",
+    )
+    parser.add_argument(
+        "--db-password-secret",
+        metavar="NAME",
+        help="Secret Manager secret (projects/P/secrets/S[/versions/V]) holding the password",
+    )
+    parser.add_argument("--secret-manager-endpoint", help=argparse.SUPPRESS)
+
+
+def _target(args: argparse.Namespace) -> Any:
+    """The target given on the command line (a ``relocate.target.Target``), or None for
+    the embedded cluster (no ``--dsn`` and no secret)."""
+    from relocate.secrets import version_name
+    from relocate.target import Target
+
+    if args.dsn is not None and args.dsn_secret:
+        raise UsageError(
+            "`--dsn` and `--dsn-secret` are mutually exclusive options - you may use one "
+            "or the other, but not both."
+        )
+    for flag, name in (
+        ("--dsn-secret", args.dsn_secret),
+        ("--db-password-secret", args.db_password_secret),
+    ):
+        if name is not None:
+            try:
+                version_name(name)
+            except ValueError as exc:
+                raise UsageError(f"{flag}: {exc}") from None
+    if args.dsn is None and not args.dsn_secret and not args.db_password_secret:
+        return None
+    return Target(
+        dsn=args.dsn or "",
+        dsn_secret=args.dsn_secret,
+        password_secret=args.db_password_secret,
+        secret_endpoint=args.secret_manager_endpoint,
+    )
+
+
+def _on_dataflow(beam_args: list[str]) -> bool:
+    runner = ""
+    for i, arg in enumerate(beam_args):
+        if arg.startswith("--runner="):
+            runner = arg.partition("=")[2]
+        elif arg == "--runner" and i + 1 < len(beam_args):
+            runner = beam_args[i + 1]
+    return "dataflow" in runner.lower()
 
 
 def _positive_int(text: str) -> int:
@@ -165,8 +218,8 @@ def _import_uuid(value: str | None) -> str:
 class _Progress:
     """Prints Sentry's "Still importing" line every few seconds, with rows written."""
 
-    def __init__(self, dsn: str, import_uuid: str, out: TextIO, every: float = 5.0) -> None:
-        self._dsn = dsn
+    def __init__(self, target: Any, import_uuid: str, out: TextIO, every: float = 5.0) -> None:
+        self._target = target
         self._uuid = import_uuid
         self._out = out
         self._every = every
@@ -183,12 +236,12 @@ class _Progress:
         self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        import psycopg
+        from relocate.target import connect
 
         while not self._stop.wait(self._every):
             line = f"Still importing: {time.monotonic() - self._start:.2f} seconds elapsed."
             try:
-                with psycopg.connect(self._dsn, connect_timeout=5) as conn:
+                with connect(self._target, connect_timeout=5) as conn:
                     rows = conn.execute(
                         "SELECT stage, count(*) FROM relocate_pk_map WHERE import_uuid = %s "
                         "GROUP BY stage ORDER BY stage",
@@ -267,6 +320,17 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
                 "reading the export from standard input needs --no-prompt "
                 "(the confirmation prompt also reads standard input)"
             )
+        target = _target(args)
+        if target is not None and _on_dataflow(beam_args):
+            from relocate.target import has_password
+
+            # The DSN is pickled into the job, which Dataflow shows: refuse a password in it.
+            if has_password(target.dsn):
+                raise UsageError(
+                    "--dsn carries a password, which Dataflow would store and show in "
+                    "clear with the job: pass it with --db-password-secret (or the whole "
+                    "DSN with --dsn-secret) instead"
+                )
         if scope == "global" and not args.no_prompt:
             answer = _confirm(GLOBAL_PROMPT, err)
             if not answer:
@@ -281,14 +345,14 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
             )
         import_uuid = _import_uuid(args.import_uuid)
         with ExitStack() as stack:
-            dsn = args.dsn
-            if dsn is None:
+            if target is None:
                 from relocate.embedded import embedded_target
+                from relocate.target import Target
 
-                dsn = stack.enter_context(embedded_target(err))
+                target = Target(stack.enter_context(embedded_target(err)))
             say(f"Import UUID: {import_uuid}")
             registry = Registry.load()
-            result = _execute(args, beam_args, dsn, import_uuid, registry, decryption, say, err)
+            result = _execute(args, beam_args, target, import_uuid, registry, decryption, say, err)
             summary, exit_code = result
         if findings_file is not None:
             json.dump(summary.findings, findings_file, sort_keys=True, ensure_ascii=True, indent=2)
@@ -329,7 +393,7 @@ def _confirm(prompt: str, err: TextIO) -> bool:
 def _execute(
     args: argparse.Namespace,
     beam_args: list[str],
-    dsn: str,
+    target: Any,
     import_uuid: str,
     registry: Any,
     decryption: Any,
@@ -344,7 +408,12 @@ def _execute(
         scope=scope,
         import_uuid=import_uuid,
         run_id=uuid.uuid4().hex,
-        dsn=dsn,
+        # Only the DSN given in clear and secret names: the values are read by whoever
+        # connects (relocate.target), so they stay out of the pipeline.
+        dsn=target.dsn,
+        dsn_secret=target.dsn_secret,
+        password_secret=target.password_secret,
+        secret_endpoint=target.secret_endpoint,
         merge_users=getattr(args, "merge_users", False),
         overwrite_configs=getattr(args, "overwrite_configs", False),
         filter_usernames=_usernames(args) if scope == "users" else None,
@@ -358,7 +427,7 @@ def _execute(
         fault=args.inject_fault,
         max_db_connections=args.max_db_connections,
     )
-    progress = _Progress(dsn, import_uuid, err) if not args.silent else ExitStack()
+    progress = _Progress(settings, import_uuid, err) if not args.silent else ExitStack()
     with progress, ExitStack() as stack:
         source = args.src
         if source == "-":
@@ -442,35 +511,35 @@ def _schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for statement in schema_statements():
             print(statement.strip() + ";", file=out)
         return 0
-    if args.dsn is None:
+    target = _target(args)
+    if target is None:
         from relocate.embedded import embedded_target
 
         with embedded_target(err):
             pass
         print("Schema created in the embedded database.", file=err)
         return 0
-    import psycopg
+    from relocate.target import connect
 
-    with psycopg.connect(args.dsn) as conn:
+    with connect(target) as conn:
         create_schema(conn)
     print("Schema created.", file=err)
     return 0
 
 
 def _rollback(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    import psycopg
-
     from relocate.rollback import RollbackRefused, rollback_import
     from relocate.schemas.registry import Registry
+    from relocate.target import Target, connect
 
     import_uuid = _import_uuid(args.import_uuid)
+    target = _target(args)
     with ExitStack() as stack:
-        dsn = args.dsn
-        if dsn is None:
+        if target is None:
             from relocate.embedded import embedded_target
 
-            dsn = stack.enter_context(embedded_target(err))
-        with psycopg.connect(dsn) as conn:
+            target = Target(stack.enter_context(embedded_target(err)))
+        with connect(target) as conn:
             try:
                 result = rollback_import(conn, Registry.load(), import_uuid)
             except (RollbackRefused, LookupError) as exc:

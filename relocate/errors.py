@@ -18,6 +18,7 @@ USER_ERRORS = (
     "IsADirectoryError",
     "PermissionError",
     "OperationalError",
+    "SecretError",
 )
 
 _IN_TEXT = re.compile(r"(" + "|".join(USER_ERRORS) + r"): (.+?)(?:\s\[while running|\n|$)")

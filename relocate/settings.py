@@ -16,7 +16,9 @@ class ImportSettings:
         import_uuid: identity of the import (32 hex chars); the ledger is keyed by it, so
             rerunning with the same value resumes rather than duplicates.
         run_id: identity of this run of the import (a resumed import has a new one).
-        dsn: the target database.
+        dsn: the target database as a libpq connection string, without secrets: may be
+            empty (libpq's ``PG*`` environment) or name a service (``service=NAME``).
+            Never read directly: ``relocate.target`` resolves it with the secrets below.
         merge_users: reuse existing users on username collision (``--merge-users``).
         overwrite_configs: overwrite colliding config rows (``--overwrite-configs``).
         filter_usernames: only these users (None: no filter).
@@ -28,6 +30,9 @@ class ImportSettings:
         fault: a deliberate fault for reliability tests (``relocate.faults``).
         max_db_connections: the most connections the pipeline's DoFns hold at once, over
             all workers (None: no cap; ``relocate.io.connection_cap``).
+        dsn_secret: a Secret Manager secret holding the whole DSN (``dsn`` is then empty).
+        password_secret: a Secret Manager secret holding the password for ``dsn``.
+        secret_endpoint: ``HOST:PORT`` of a local Secret Manager API (tests only).
     """
 
     scope: str
@@ -44,10 +49,17 @@ class ImportSettings:
     url_prefix: str = "http://localhost:9000"
     fault: str | None = None
     max_db_connections: int | None = None
+    # Names of secrets, not their values: these are pickled into the pipeline, and the
+    # values are read only where a connection is opened (relocate.target).
+    dsn_secret: str | None = None
+    password_secret: str | None = None
+    secret_endpoint: str | None = None
 
     def __post_init__(self) -> None:
         if self.scope not in IMPORT_SCOPES:
             raise ValueError(f"unknown import scope {self.scope!r}")
+        if self.dsn_secret and self.dsn:
+            raise ValueError("dsn must be empty when dsn_secret holds the DSN")
 
     @property
     def relocation_scopes(self) -> frozenset[str]:

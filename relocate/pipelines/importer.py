@@ -77,7 +77,7 @@ class _WipeFn(beam.DoFn):
         if not gate:
             from relocate.wipe import wipe_for_import
 
-            with connect(self._plan.settings.dsn) as conn:
+            with connect(self._plan.settings) as conn:
                 wipe_for_import(conn, self._plan.registry, self._plan.settings.import_uuid)
         yield gate
 
@@ -93,7 +93,7 @@ class _FinishFn(beam.DoFn):
             return
         from relocate.finish import finish_import
 
-        with connect(self._plan.settings.dsn) as conn:
+        with connect(self._plan.settings) as conn:
             finish_import(conn, self._plan.settings, self._plan.registry)
         yield 0
 

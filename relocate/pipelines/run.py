@@ -18,6 +18,7 @@ from relocate.schemas.ledger import LEDGER_DDL
 from relocate.schemas.registry import Registry
 from relocate.schemas.removed import REMOVED_MODELS
 from relocate.settings import ImportSettings
+from relocate.target import connect
 
 
 def field_map() -> dict[str, dict[str, str]]:
@@ -34,7 +35,7 @@ def prepare_target(settings: ImportSettings, registry: Registry) -> Any:
 
     Returns the target's catalog.
     """
-    with psycopg.connect(settings.dsn) as conn:
+    with connect(settings) as conn:
         for statement in LEDGER_DDL:
             conn.execute(statement)
         conn.commit()
@@ -57,22 +58,18 @@ def prepare_target(settings: ImportSettings, registry: Registry) -> Any:
     return catalog
 
 
-def run_import(
+def build_pipeline(
     source: str,
     settings: ImportSettings,
     beam_args: list[str] | None = None,
     *,
     decryption: Any | None = None,
     registry: Registry | None = None,
-) -> ImportSummary:
-    """Imports ``source`` into ``settings.dsn``; returns what the import did.
+) -> beam.Pipeline:
+    """Prepares the target and builds (without running) the import's pipeline.
 
-    Args:
-        source: a local path, a ``gs://`` URI, or ``-`` for standard input.
-        settings: scope, flags and identity of the import.
-        beam_args: Beam pipeline options (default: the local FnApiRunner).
-        decryption: how to decrypt an encrypted export (``relocate.io.crypto``).
-        registry: the model registry (default: the packaged one).
+    What it returns is what a runner receives: pipeline options and pickled DoFns, which
+    hold the names of any secrets, never their values.
     """
     registry = registry or Registry.load()
     catalog = prepare_target(settings, registry)
@@ -89,13 +86,34 @@ def run_import(
         args.insert(0, "--runner=FnApiRunner")
     pipeline = beam.Pipeline(options=PipelineOptions(args))
     build(pipeline, plan)
+    return pipeline
+
+
+def run_import(
+    source: str,
+    settings: ImportSettings,
+    beam_args: list[str] | None = None,
+    *,
+    decryption: Any | None = None,
+    registry: Registry | None = None,
+) -> ImportSummary:
+    """Imports ``source`` into the target of ``settings``; returns what the import did.
+
+    Args:
+        source: a local path, a ``gs://`` URI, or ``-`` for standard input.
+        settings: scope, flags and identity of the import.
+        beam_args: Beam pipeline options (default: the local FnApiRunner).
+        decryption: how to decrypt an encrypted export (``relocate.io.crypto``).
+        registry: the model registry (default: the packaged one).
+    """
+    pipeline = build_pipeline(source, settings, beam_args, decryption=decryption, registry=registry)
     try:
         result = pipeline.run()
         result.wait_until_finish()
     except BaseException:
         _set_status(settings, "failed")
         raise
-    with psycopg.connect(settings.dsn) as conn:
+    with connect(settings) as conn:
         summary = read_summary(conn, settings, read_counts(result))
         conn.execute(
             "UPDATE relocate_import SET status = %s, finished_at = now() WHERE import_uuid = %s",
@@ -107,7 +125,7 @@ def run_import(
 
 def _set_status(settings: ImportSettings, status: str) -> None:
     try:
-        with psycopg.connect(settings.dsn) as conn:
+        with connect(settings) as conn:
             conn.execute(
                 "UPDATE relocate_import SET status = %s, finished_at = now() "
                 "WHERE import_uuid = %s",

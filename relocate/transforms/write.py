@@ -25,6 +25,8 @@ from relocate.io.connection_cap import Backoff, open_connection
 from relocate.io.sink import BatchResult, BatchWriter, write_reports
 from relocate.schemas.registry import Registry
 from relocate.settings import ImportSettings
+from relocate.target import TargetLike
+from relocate.target import connect as open_target
 
 log = logging.getLogger("relocate.write")
 
@@ -32,8 +34,9 @@ log = logging.getLogger("relocate.write")
 WRITE_ATTEMPTS = 3
 
 
-def connect(dsn: str) -> psycopg.Connection:
-    conn = psycopg.connect(dsn, autocommit=False, application_name="relocate")
+def connect(target: TargetLike) -> psycopg.Connection:
+    """Opens a write connection; credentials are resolved here, in the worker."""
+    conn = open_target(target, autocommit=False, application_name="relocate")
     conn.execute("SET statement_timeout = 0")
     conn.commit()
     return conn
@@ -48,7 +51,6 @@ class _PostgresFn(beam.DoFn):
     every bundle, so that an idle DoFn instance never keeps a slot from a busy one.
     """
 
-    _dsn: str
     _settings: ImportSettings
 
     def setup(self) -> None:
@@ -57,7 +59,7 @@ class _PostgresFn(beam.DoFn):
     def connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = open_connection(
-                lambda: connect(self._dsn),
+                lambda: connect(self._settings),
                 import_uuid=self._settings.import_uuid,
                 cap=self._settings.max_db_connections,
             )
@@ -90,7 +92,6 @@ class _WriteStageFn(_PostgresFn):
         self._registry = registry
         self._settings = settings
         self._layouts = layouts
-        self._dsn = settings.dsn
 
     def setup(self) -> None:
         from relocate.rules import build_handlers
@@ -204,7 +205,6 @@ class _WriteReportsFn(_PostgresFn):
     def __init__(self, settings: ImportSettings, batch_size: int = 5000) -> None:
         self._settings = settings
         self._batch_size = batch_size
-        self._dsn = settings.dsn
 
     def start_bundle(self) -> None:
         self._buffer: list[tuple] = []
