@@ -11,7 +11,6 @@ Also ``relocate schema create``, ``relocate local-db start|stop`` and ``relocate
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
@@ -138,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--no-prompt", action="store_true")
         p.add_argument("--silent", action="store_true")
         p.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
+        p.add_argument(
+            "--detach",
+            action="store_true",
+            help="submit the pipeline and exit without waiting (Dataflow): the job records "
+            "its outcome in relocate_import and writes the findings and report files itself",
+        )
         p.add_argument(
             "--max-db-connections",
             type=_positive_int,
@@ -299,7 +304,7 @@ def _format_finding(f: dict) -> str:
 
 def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err: TextIO) -> int:
     """Runs ``relocate import <scope>``; returns the exit status."""
-    from relocate.io.outputs import open_output
+    from relocate.io.outputs import open_output, write_findings, write_report
     from relocate.schemas.registry import Registry
 
     say = (lambda *a: None) if args.silent else (lambda *a: print(*a, file=err, flush=True))
@@ -314,6 +319,11 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
             raise UsageError(
                 "`--decrypt-with` and `--decrypt-with-gcp-kms` are mutually "
                 "exclusive options - you may use one or the other, but not both."
+            )
+        if args.src == "-" and args.detach:
+            raise UsageError(
+                "--detach cannot read the export from standard input (the job outlives "
+                "this process): give a file or a gs:// URI"
             )
         if args.src == "-" and scope == "global" and not args.no_prompt:
             raise UsageError(
@@ -352,14 +362,24 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
                 target = Target(stack.enter_context(embedded_target(err)))
             say(f"Import UUID: {import_uuid}")
             registry = Registry.load()
+            if args.detach and findings_file is not None:
+                findings_file.close()  # truncated now; the job writes it when it ends
+                findings_file = None
             result = _execute(args, beam_args, target, import_uuid, registry, decryption, say, err)
             summary, exit_code = result
+        if summary is None:  # detached
+            say(
+                f"Import {import_uuid} submitted. Its outcome is recorded in the target "
+                "(SELECT status FROM relocate_import WHERE import_uuid = "
+                f"'{import_uuid}': running, then done or failed); the job writes the "
+                "findings and report files when it ends."
+            )
+            return exit_code
         if findings_file is not None:
-            json.dump(summary.findings, findings_file, sort_keys=True, ensure_ascii=True, indent=2)
-            findings_file.write("\n")
+            write_findings(findings_file, summary.findings)
         if args.report_file:
             with open_output(args.report_file) as f:
-                json.dump({"import_uuid": import_uuid, "rows": summary.report}, f, indent=1)
+                write_report(f, import_uuid, summary.report)
         if summary.findings:
             for finding in summary.findings:
                 print(_format_finding(finding), file=err)
@@ -427,7 +447,13 @@ def _execute(
         fault=args.inject_fault,
         max_db_connections=args.max_db_connections,
     )
-    progress = _Progress(settings, import_uuid, err) if not args.silent else ExitStack()
+    outputs = None
+    if args.detach:
+        from relocate.pipelines.importer import ImportOutputs
+
+        outputs = ImportOutputs(args.findings_file, args.report_file)
+    quiet = args.silent or args.detach  # a detached run does not watch the job
+    progress = _Progress(settings, import_uuid, err) if not quiet else ExitStack()
     with progress, ExitStack() as stack:
         source = args.src
         if source == "-":
@@ -441,9 +467,9 @@ def _execute(
             spool.flush()
             source = spool.name
         summary = run_pipeline(
-            source, settings, beam_args, decryption=decryption, registry=registry
+            source, settings, beam_args, decryption=decryption, registry=registry, outputs=outputs
         )
-    return summary, (1 if summary.findings else 0)
+    return summary, (1 if summary is not None and summary.findings else 0)
 
 
 def main(

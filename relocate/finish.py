@@ -202,3 +202,16 @@ def read_summary(
     for model, n in (read_counts or {}).items():
         summary.model(model).read = n
     return summary
+
+
+def conclude_import(
+    conn: psycopg.Connection, settings: ImportSettings, read_counts: dict[str, int] | None = None
+) -> ImportSummary:
+    """Reads what this run did and records the import's outcome (``done``/``failed``)."""
+    summary = read_summary(conn, settings, read_counts)
+    conn.execute(
+        "UPDATE relocate_import SET status = %s, finished_at = now() WHERE import_uuid = %s",
+        ("failed" if summary.findings else "done", settings.import_uuid),
+    )
+    conn.commit()
+    return summary

@@ -137,7 +137,9 @@ def cli_arguments(argv: Sequence[str]) -> list[str]:
     if setup_file and "setup_file" not in given:
         # The workers install relocate from the sdist of this setup.py.
         pipeline_options.append(f"--setup_file={setup_file}")
-    return ["import", scope, source, *cli, *pipeline_options]
+    # A launcher must exit once the job is submitted: the job concludes the import.
+    detach = [] if "--detach" in cli else ["--detach"]
+    return ["import", scope, source, *cli, *detach, *pipeline_options]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,8 +26,10 @@ def wipe_for_import(conn: psycopg.Connection, registry: Registry, import_uuid: s
     Returns whether the wipe ran.
     """
     # The lock waits for batches in flight (a concurrent run of this import) to commit,
-    # so their ledger rows are seen here and their rows are not wiped under them.
-    conn.execute("LOCK TABLE relocate_pk_map IN SHARE MODE")
+    # so their ledger rows are seen here and their rows are not wiped under them. It
+    # conflicts with itself too: two runs wiping at once take turns (under SHARE both
+    # held it, then deadlocked on each other's TRUNCATE and ledger DELETE).
+    conn.execute("LOCK TABLE relocate_pk_map IN SHARE ROW EXCLUSIVE MODE")
     started = conn.execute(
         "SELECT 1 FROM relocate_pk_map WHERE import_uuid = %s LIMIT 1", (import_uuid,)
     ).fetchone()

@@ -26,6 +26,7 @@ from relocate.flex import (
     parameter_name,
     scope_parsers,
 )
+from tests.helpers import count, import_export, query, user, write_export
 
 REPO = Path(__file__).resolve().parents[1]
 METADATA = REPO / "dataflow" / "metadata.json"
@@ -38,6 +39,8 @@ NOT_IN_TEMPLATE = {
     "batch_size": "rows per write transaction, a tuning knob the tests turn",
 }
 TEMPLATE_ONLY = {"scope", "src"}  # the subcommand and its positional argument
+# Flags the launcher sets itself, and why.
+SET_BY_LAUNCHER = {"detach": "a launcher must exit once the job is submitted"}
 
 
 def metadata_parameters() -> dict[str, dict]:
@@ -62,7 +65,7 @@ def test_every_scope_is_introspected() -> None:
 
 def test_metadata_declares_every_cli_flag_and_nothing_else() -> None:
     declared = set(metadata_parameters()) - TEMPLATE_ONLY
-    visible = {name for name in cli_flags() if name not in NOT_IN_TEMPLATE}
+    visible = {name for name in cli_flags() if name not in NOT_IN_TEMPLATE | SET_BY_LAUNCHER.keys()}
     assert sorted(visible - declared) == [], "CLI flags the template does not declare"
     assert sorted(declared - visible) == [], "template parameters that are no CLI flag"
 
@@ -83,7 +86,7 @@ def test_metadata_parameters_match_the_flags_kind_and_scopes() -> None:
     assert parameters["scope"]["regexes"] == [f"^({'|'.join(SCOPES)})$"]
     assert not parameters["scope"]["isOptional"] and not parameters["src"]["isOptional"]
     for name, actions in flags.items():
-        if name in NOT_IN_TEMPLATE:
+        if name in NOT_IN_TEMPLATE or name in SET_BY_LAUNCHER:
             continue
         parameter = parameters[name]
         assert parameter["isOptional"] is True, name
@@ -129,6 +132,7 @@ def test_launcher_maps_parameters_onto_the_cli(monkeypatch: pytest.MonkeyPatch) 
         "gs://b/findings.json",
         "--max-db-connections",
         "8",
+        "--detach",
         "--runner=DataflowRunner",
         "--project=p",
         "--region=europe-west1",
@@ -144,6 +148,7 @@ def test_launcher_keeps_a_given_runner_and_adds_the_image_s_setup_file(
         "import",
         "global",
         "gs://b/e.json",
+        "--detach",
         "--runner=FnApiRunner",
         "--setup_file=/template/setup.py",
     ]
@@ -189,7 +194,42 @@ def test_launched_import_runs_with_the_mapped_flags(
         ]
     )
     assert code == 0
+    # Detached: the pipeline itself concluded the import and wrote the findings file.
     assert json.loads(findings.read_text()) == []
+    assert query(db_dsn, "SELECT status FROM relocate_import") == [("done",)]
+    assert count(db_dsn, "auth_user") == 2  # fresh-install.json's two users
+
+
+def test_detached_import_with_a_finding_records_failure_and_writes_the_files(
+    db_dsn: str, tmp_path: Path
+) -> None:
+    findings, report = tmp_path / "findings.json", tmp_path / "report.json"
+    findings.write_text("stale")
+    src = write_export(tmp_path / "long.json", [user(7, "x" * 129)])
+    run = import_export(
+        db_dsn,
+        "users",
+        src,
+        "--detach",
+        "--findings-file",
+        str(findings),
+        "--report-file",
+        str(report),
+    )
+    assert run.code == 0, run.err  # submitted; the outcome is the job's
+    assert "submitted" in run.err
+    (finding,) = json.loads(findings.read_text())
+    assert (finding["kind"], finding["left_pk"]) == ("ValidationError", 7)
+    rows = json.loads(report.read_text())["rows"]
+    assert [(r["model"], r["action"]) for r in rows] == [("sentry.user", "error")]
+    assert query(db_dsn, "SELECT status FROM relocate_import") == [("failed",)]
+    assert count(db_dsn, "auth_user") == 0
+
+
+def test_detach_refuses_standard_input(db_dsn: str) -> None:
+    run = import_export(db_dsn, "users", "-", "--detach")
+    assert run.code == 2
+    assert "--detach cannot read the export from standard input" in run.err
 
 
 def test_template_entry_point_runs_the_launcher() -> None:

@@ -8,7 +8,8 @@ run on Dataflow can leave its findings and report in Cloud Storage.
 from __future__ import annotations
 
 import io
-from typing import TextIO
+import json
+from typing import Any, TextIO
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -61,3 +62,14 @@ def open_output(path: str, *, truncate_now: bool = False) -> TextIO:
     if truncate_now:
         _create(path, b"")
     return _UploadOnClose(path)
+
+
+def write_findings(f: TextIO, findings: list[dict[str, Any]]) -> None:
+    """Writes findings as Sentry's ``--findings-file`` does: a sorted, indented JSON list."""
+    json.dump(findings, f, sort_keys=True, ensure_ascii=True, indent=2)
+    f.write("\n")
+
+
+def write_report(f: TextIO, import_uuid: str, report: list[dict[str, Any]]) -> None:
+    """Writes the ``--report-file``: every skipped, dropped or failed row with its reason."""
+    json.dump({"import_uuid": import_uuid, "rows": report}, f, indent=1)

@@ -10,8 +10,10 @@
     gate[k]   = WriteStage(k, rows of stage k, gate[k-1])
     Finish(gate[N])                                   # sequences, chunk records
 
-Elements cross Beam as plain tuples (``Row`` and ``Converted`` are NamedTuples in the plain
-code): Beam's fast coder handles a tuple ~3x faster than a NamedTuple subclass.
+Rows cross Beam in batches of one model, ``(model, [row tuple, ...])``: Beam's cost is per
+element, so a batch pays it once for hundreds of rows. Rows are plain tuples (``Row`` and
+``Converted`` are NamedTuples in the plain code): Beam's fast coder handles a tuple ~3x
+faster than a NamedTuple subclass.
 
 Stages come from the registry, so the graph is fixed before any row is read. Each stage
 waits for the gate of the one before it (a side input is complete only when its producer
@@ -27,7 +29,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from relocate.admission import actor_owner, resolve_legacy_owner
+from relocate.admission import LEGACY_OWNER_FIELDS, actor_owner, resolve_legacy_owner
 from relocate.convert import TableLayout
 from relocate.io.export_reader import Row
 from relocate.schemas.registry import Registry
@@ -40,8 +42,21 @@ from relocate.transforms.admit import (
     ResolveFilters,
     bad_row_finding,
 )
-from relocate.transforms.read import BAD, ReadExport
+from relocate.transforms.read import BAD, ReadExport, rows_of
 from relocate.transforms.write import WriteReports, WriteStage, connect
+
+
+@dataclass(frozen=True)
+class ImportOutputs:
+    """Files a detached import's pipeline writes when it concludes (None: not written).
+
+    Attributes:
+        findings_file: where the findings go, Sentry's format (a path or a ``gs://`` URI).
+        report_file: where the report of skipped, dropped and failed rows goes.
+    """
+
+    findings_file: str | None = None
+    report_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,8 @@ class ImportPlan:
     layouts: dict[str, TableLayout | None]
     removed_models: frozenset[str]
     decryption: Any | None = None
+    #: Set for a detached import: the pipeline concludes it and writes these files.
+    outputs: ImportOutputs | None = None
 
 
 def _finding_entry(finding: Any) -> tuple:
@@ -98,36 +115,77 @@ class _FinishFn(beam.DoFn):
         yield 0
 
 
+def _resolve_legacy_owners(batch: tuple[str, list[tuple]], actors: dict) -> tuple:
+    """A batch with its legacy ``owner`` actors resolved (a no-op for most models)."""
+    model, elements = batch
+    return (model, [tuple(resolve_legacy_owner(Row._make(e), actors)) for e in elements])
+
+
+class _ConcludeFn(beam.DoFn):
+    """A detached import's last step: records the outcome, writes the files."""
+
+    def __init__(self, plan: ImportPlan) -> None:
+        self._plan = plan
+
+    def process(self, _: Any) -> Iterator[int]:
+        from relocate.finish import conclude_import
+        from relocate.io.outputs import open_output, write_findings, write_report
+
+        settings, outputs = self._plan.settings, self._plan.outputs
+        assert outputs is not None
+        with connect(settings) as conn:
+            summary = conclude_import(conn, settings)
+        if outputs.findings_file:
+            with open_output(outputs.findings_file) as f:
+                write_findings(f, summary.findings)
+        if outputs.report_file:
+            with open_output(outputs.report_file) as f:
+                write_report(f, settings.import_uuid, summary.report)
+        yield len(summary.findings)
+
+
 def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     """Adds the import to ``pipeline``; returns a PCollection with the final gate."""
     registry, settings = plan.registry, plan.settings
     read = pipeline | "Read" >> ReadExport(
         plan.source, plan.decryption, frozenset(m.name for m in registry.models)
     )
-    actors = (
-        read.rows
-        | "Actors" >> beam.Filter(lambda r: r[0] == "sentry.actor")
-        | "ActorOwners" >> beam.Map(lambda r: (r[2], actor_owner(Row._make(r))))
+    actors = rows_of(read.rows, "sentry.actor", "Actors") | "ActorOwners" >> beam.Map(
+        lambda r: (r[2], actor_owner(Row._make(r)))
     )
-    rows = read.rows | "LegacyOwners" >> beam.Map(
-        lambda r, actors: tuple(resolve_legacy_owner(Row._make(r), actors)),
-        actors=beam.pvalue.AsDict(actors),
+    # Only the models with a legacy owner wait for the actors (a side input computed from
+    # the whole export). They take a path of their own up to the stage writes: merging
+    # them back into the other rows earlier would make the runner hold every row of the
+    # export until the whole file is read (measured: +500 MB at 1M rows).
+    owned = read.rows | "LegacyOwned" >> beam.Partition(
+        lambda batch, n: int(batch[0] in LEGACY_OWNER_FIELDS), 2
     )
-    filters = rows | "Filters" >> ResolveFilters(settings)
-    admit = rows | "Admit" >> AdmitRows(registry, settings, plan.removed_models, filters)
+    resolved = owned[1] | "LegacyOwners" >> beam.Map(
+        _resolve_legacy_owners, actors=beam.pvalue.AsDict(actors)
+    )
+    filters = read.rows | "Filters" >> ResolveFilters(settings)
     tables = {m.name: m.table for m in registry.models}
-    conv = admit.admitted | "Convert" >> ConvertRows(plan.layouts, settings, tables)
-
-    findings = (
-        read[BAD] | "BadRows" >> beam.Map(bad_row_finding),
-        conv[FINDINGS],
-    ) | "AllFindings" >> beam.Flatten()
-    reports = (
-        (
-            admit[SKIPPED],
-            conv[SKIPPED],
-            findings | "FindingEntries" >> beam.Map(_finding_entry),
+    stage_of = {m.name: m.stage - 1 for m in registry.models}
+    n_stages = registry.max_stage
+    stage_parts: list[list[beam.PCollection]] = [[] for _ in range(n_stages)]
+    bad = read[BAD] | "BadRows" >> beam.Map(bad_row_finding)
+    findings_parts, skipped_parts = [bad], []
+    for prefix, rows in (("", owned[0]), ("Owned", resolved)):
+        admit = rows | f"{prefix}Admit" >> AdmitRows(
+            registry, settings, plan.removed_models, filters
         )
+        conv = admit.admitted | f"{prefix}Convert" >> ConvertRows(plan.layouts, settings, tables)
+        findings_parts.append(conv[FINDINGS])
+        skipped_parts += [admit[SKIPPED], conv[SKIPPED]]
+        by_stage = conv.converted | f"{prefix}ByStage" >> beam.Partition(
+            lambda batch, n: stage_of[batch[0]], n_stages
+        )
+        for index in range(n_stages):
+            stage_parts[index].append(by_stage[index])
+
+    findings = tuple(findings_parts) | "AllFindings" >> beam.Flatten()
+    reports = (
+        (*skipped_parts, findings | "FindingEntries" >> beam.Map(_finding_entry))
         | "AllReports" >> beam.Flatten()
         | "Report" >> WriteReports(settings)
     )
@@ -139,17 +197,14 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
             | "Wipe" >> beam.ParDo(_WipeFn(plan), gate=beam.pvalue.AsSingleton(gate))
         )
 
-    stage_of = {m.name: m.stage - 1 for m in registry.models}
-    n_stages = registry.max_stage
-    by_stage = conv.converted | "ByStage" >> beam.Partition(
-        lambda row, n: stage_of[row[0]], n_stages
-    )
     for index in range(n_stages):
-        gate = by_stage[index] | f"Stage{index + 1}" >> WriteStage(
-            index + 1, registry, settings, plan.layouts, gate
+        gate = (
+            tuple(stage_parts[index])
+            | f"Stage{index + 1}Rows" >> beam.Flatten()
+            | f"Stage{index + 1}" >> WriteStage(index + 1, registry, settings, plan.layouts, gate)
         )
 
-    return (
+    finished = (
         pipeline
         | "FinishTrigger" >> beam.Create([None])
         | "Finish"
@@ -159,3 +214,6 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
             reports=beam.pvalue.AsSingleton(reports, default_value=0),
         )
     )
+    if plan.outputs is not None:
+        return finished | "Conclude" >> beam.ParDo(_ConcludeFn(plan))
+    return finished

@@ -10,8 +10,8 @@ import psycopg
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from relocate.convert import build_layouts
-from relocate.finish import ImportSummary, read_summary
-from relocate.pipelines.importer import ImportPlan, build
+from relocate.finish import ImportSummary, conclude_import
+from relocate.pipelines.importer import ImportOutputs, ImportPlan, build
 from relocate.schemas.catalog import read_catalog
 from relocate.schemas.ddl import load_tables
 from relocate.schemas.ledger import LEDGER_DDL
@@ -65,6 +65,7 @@ def build_pipeline(
     *,
     decryption: Any | None = None,
     registry: Registry | None = None,
+    outputs: ImportOutputs | None = None,
 ) -> beam.Pipeline:
     """Prepares the target and builds (without running) the import's pipeline.
 
@@ -80,6 +81,7 @@ def build_pipeline(
         layouts=build_layouts(registry, field_map(), catalog),
         removed_models=REMOVED_MODELS,
         decryption=decryption,
+        outputs=outputs,
     )
     args = list(beam_args or [])
     if not any(a.startswith("--runner") for a in args):
@@ -96,8 +98,14 @@ def run_import(
     *,
     decryption: Any | None = None,
     registry: Registry | None = None,
-) -> ImportSummary:
+    outputs: ImportOutputs | None = None,
+) -> ImportSummary | None:
     """Imports ``source`` into the target of ``settings``; returns what the import did.
+
+    With ``outputs`` the import is *detached*: the pipeline is submitted and not waited
+    for; its last step records the outcome and writes the findings and report files
+    (what a Dataflow Flex Template launcher needs: it must exit once the job is
+    submitted). Nothing is returned then.
 
     Args:
         source: a local path, a ``gs://`` URI, or ``-`` for standard input.
@@ -105,22 +113,23 @@ def run_import(
         beam_args: Beam pipeline options (default: the local FnApiRunner).
         decryption: how to decrypt an encrypted export (``relocate.io.crypto``).
         registry: the model registry (default: the packaged one).
+        outputs: detach, and let the pipeline write these files.
     """
-    pipeline = build_pipeline(source, settings, beam_args, decryption=decryption, registry=registry)
+    pipeline = build_pipeline(
+        source, settings, beam_args, decryption=decryption, registry=registry, outputs=outputs
+    )
     try:
         result = pipeline.run()
+        if outputs is not None:
+            return None  # detached: submitted (a local runner has run it already)
         result.wait_until_finish()
     except BaseException:
         _set_status(settings, "failed")
         raise
+    if outputs is not None:
+        return None  # the pipeline concludes the import itself
     with connect(settings) as conn:
-        summary = read_summary(conn, settings, read_counts(result))
-        conn.execute(
-            "UPDATE relocate_import SET status = %s, finished_at = now() WHERE import_uuid = %s",
-            ("failed" if summary.findings else "done", settings.import_uuid),
-        )
-        conn.commit()
-    return summary
+        return conclude_import(conn, settings, read_counts(result))
 
 
 def _set_status(settings: ImportSettings, status: str) -> None:

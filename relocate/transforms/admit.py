@@ -1,7 +1,9 @@
 """``AdmitRows`` and ``ConvertRows``: scope, filters, and column conversion.
 
-Thin DoFns over ``relocate.admission`` and ``relocate.convert``. Skipped rows go to the
-``skipped`` output as report entries; rows that fail validation go to ``findings``.
+Thin DoFns over ``relocate.admission`` and ``relocate.convert``. Rows travel in batches
+``(model, [row tuple, ...])`` of one model (``relocate.transforms.read``); each batch
+comes out as one batch of what passed. Skipped rows go to the ``skipped`` output as
+report entries; rows that fail validation go to ``findings``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ from relocate.admission import (
     skip_reason,
     user_email_if_selected,
 )
-from relocate.convert import RowInvalid, TableLayout, convert_row, missing_required
+from relocate.convert import (
+    RowInvalid,
+    TableLayout,
+    convert_row,
+    missing_required,
+    pack_converted,
+)
 from relocate.io.export_reader import BadRow, Row
 from relocate.io.sink import Finding
 from relocate.schemas.registry import Registry
 from relocate.settings import ImportSettings
+from relocate.transforms.read import rows_of
 
 SKIPPED = "skipped"
 FINDINGS = "findings"
@@ -53,24 +62,22 @@ class ResolveFilters(beam.PTransform):
         super().__init__()
         self.settings = settings
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
         settings = self.settings
-        pipeline = rows.pipeline
+        pipeline = batches.pipeline
         if settings.filter_usernames is None and settings.filter_org_slugs is None:
             return pipeline | "NoFilters" >> beam.Create([Filters()])
-        users = rows | "Users" >> beam.Filter(lambda r: r[0] == "sentry.user")
+        users = rows_of(batches, "sentry.user", "Users")
         if settings.filter_org_slugs is not None:
             slugs = settings.filter_org_slugs
             org_pks = (
-                rows
-                | "Orgs" >> beam.Filter(lambda r: r[0] == "sentry.organization")
+                rows_of(batches, "sentry.organization", "Orgs")
                 | "OrgPks" >> beam.combiners.ToList()
                 | "ListedOrgs"
                 >> beam.Map(lambda orgs: org_pks_with_slugs(map(Row._make, orgs), slugs))
             )
             user_pks = (
-                rows
-                | "Members" >> beam.Filter(lambda r: r[0] == "sentry.organizationmember")
+                rows_of(batches, "sentry.organizationmember", "Members")
                 | "MemberUsers"
                 >> beam.FlatMap(
                     lambda m, pks: (
@@ -112,17 +119,23 @@ class _AdmitFn(beam.DoFn):
         self._settings = settings
         self._removed = removed_models
 
-    def process(self, element: tuple, filters: Filters) -> Iterator[Any]:
-        row = Row._make(element)
-        reason = skip_reason(row, self._registry, self._settings, filters, self._removed)
-        if reason is None:
-            yield element
-        else:
-            yield beam.pvalue.TaggedOutput(SKIPPED, report_entry(row, "skipped", reason))
+    def process(self, batch: tuple[str, list[tuple]], filters: Filters) -> Iterator[Any]:
+        model, elements = batch
+        admitted = []
+        for element in elements:
+            row = Row._make(element)
+            reason = skip_reason(row, self._registry, self._settings, filters, self._removed)
+            if reason is None:
+                admitted.append(element)
+            else:
+                yield beam.pvalue.TaggedOutput(SKIPPED, report_entry(row, "skipped", reason))
+        if admitted:
+            yield (model, admitted)
 
 
 class AdmitRows(beam.PTransform):
-    """Splits rows into admitted rows (main) and report entries (``skipped``)."""
+    """Splits batches of rows into batches of admitted rows (main) and report entries
+    (``skipped``)."""
 
     def __init__(
         self,
@@ -160,39 +173,43 @@ class _ConvertFn(beam.DoFn):
 
         self._handlers = build_handlers()
 
-    def process(self, element: tuple) -> Iterator[Any]:
-        row = Row._make(element)
-        layout = self._layouts.get(row.model)
+    def process(self, batch: tuple[str, list[tuple]]) -> Iterator[Any]:
+        model, elements = batch
+        layout = self._layouts.get(model)
         if layout is None:
-            yield beam.pvalue.TaggedOutput(
-                SKIPPED,
-                report_entry(
-                    row,
-                    "skipped",
-                    f"the target database has no table `{self._tables.get(row.model, '?')}` "
-                    "for this model",
-                ),
+            reason = (
+                f"the target database has no table `{self._tables.get(model, '?')}` for this model"
             )
+            for element in elements:
+                yield beam.pvalue.TaggedOutput(
+                    SKIPPED, report_entry(Row._make(element), "skipped", reason)
+                )
             return
-        try:
-            converted = convert_row(row, layout)
-            handler = self._handlers.get(row.model)
-            if handler is not None:
-                handler.validate(converted, self._settings)
-            missing = missing_required(layout, converted.values)
-            if missing:
-                raise RowInvalid(f"required field(s) missing: {', '.join(sorted(missing))}")
-        except RowInvalid as exc:
-            yield beam.pvalue.TaggedOutput(
-                FINDINGS,
-                Finding("ValidationError", row.model, row.ordinal, row.pk, str(exc)),
-            )
-            return
-        yield tuple(converted)
+        handler = self._handlers.get(model)
+        converted_rows = []
+        for element in elements:
+            row = Row._make(element)
+            try:
+                converted = convert_row(row, layout)
+                if handler is not None:
+                    handler.validate(converted, self._settings)
+                missing = missing_required(layout, converted.values)
+                if missing:
+                    raise RowInvalid(f"required field(s) missing: {', '.join(sorted(missing))}")
+            except RowInvalid as exc:
+                yield beam.pvalue.TaggedOutput(
+                    FINDINGS,
+                    Finding("ValidationError", row.model, row.ordinal, row.pk, str(exc)),
+                )
+                continue
+            converted_rows.append(converted)
+        if converted_rows:
+            yield pack_converted(model, converted_rows)
 
 
 class ConvertRows(beam.PTransform):
-    """Converts admitted rows to target columns; ``findings`` holds validation errors."""
+    """Converts batches of admitted rows to packed batches of target columns
+    (``relocate.convert.PackedBatch``); ``findings`` holds validation errors."""
 
     def __init__(
         self,

@@ -17,6 +17,14 @@ log = logging.getLogger("relocate.read")
 
 BAD = "bad"
 PROGRESS_EVERY = 100_000
+#: Rows of one model carried by one Beam element. Beam's cost is per element (~10 us
+#: per transform), so a batch pays it once for many rows (docs/beam-notes.md).
+ROWS_PER_ELEMENT = 500
+
+
+def rows_of(batches: beam.PCollection, model: str, label: str) -> beam.PCollection:
+    """The rows (tuples) of one model, one per element, from a PCollection of batches."""
+    return batches | label >> beam.FlatMap(lambda b: b[1] if b[0] == model else ())
 
 
 def open_source(path: str) -> Any:
@@ -27,7 +35,8 @@ def open_source(path: str) -> Any:
 
 
 class _ReadExportFn(beam.DoFn):
-    """Reads one export; emits ``Row`` on the main output and ``BadRow`` on ``bad``."""
+    """Reads one export; emits batches ``(model, [Row tuple, ...])`` of rows of one model
+    on the main output, and ``BadRow`` on ``bad``."""
 
     def __init__(self, decryption: Any | None, known_models: frozenset[str]) -> None:
         self._decryption = decryption
@@ -56,6 +65,7 @@ class _ReadExportFn(beam.DoFn):
 
     def _rows_of(self, stream: Any) -> Iterator[Any]:
         count = 0
+        pending: dict[str, list[tuple]] = {}  # model -> rows not yet emitted
         for item in iter_export(stream):
             count += 1
             if count % PROGRESS_EVERY == 0:
@@ -63,20 +73,31 @@ class _ReadExportFn(beam.DoFn):
             if isinstance(item, BadRow):
                 yield beam.pvalue.TaggedOutput(BAD, item)
                 continue
-            self._rows.inc()
-            known = item.model in self._known
-            Metrics.counter("relocate.read", item.model if known else "<other>").inc()
-            if not known and item.model != "sentry.actor":
+            if item.model not in self._known and item.model != "sentry.actor":
                 # Only skipped and reported: its fields need not travel (nor take memory).
                 item = item._replace(fields={})
-            yield tuple(item)  # a plain tuple crosses Beam's coders fastest
+            batch = pending.setdefault(item.model, [])
+            batch.append(tuple(item))  # a plain tuple crosses Beam's coders fastest
+            if len(batch) >= ROWS_PER_ELEMENT:
+                yield self._emit(pending.pop(item.model))
+        for batch in pending.values():
+            yield self._emit(batch)
         log.info("read %d rows in all", count)
+
+    def _emit(self, batch: list[tuple]) -> tuple[str, list[tuple]]:
+        model = batch[0][0]
+        self._rows.inc(len(batch))
+        Metrics.counter("relocate.read", model if model in self._known else "<other>").inc(
+            len(batch)
+        )
+        return (model, batch)
 
 
 class ReadExport(beam.PTransform):
     """Reads the export at ``path``.
 
-    Returns a tagged result: the main output holds ``Row``s, ``bad`` holds ``BadRow``s.
+    Returns a tagged result: the main output holds batches ``(model, [Row tuple, ...])``
+    of at most ``ROWS_PER_ELEMENT`` rows of one model, ``bad`` holds ``BadRow``s.
     """
 
     def __init__(self, path: str, decryption: Any | None, known_models: frozenset[str]) -> None:

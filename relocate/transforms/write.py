@@ -19,7 +19,7 @@ import apache_beam as beam
 import psycopg
 from apache_beam.transforms.window import GlobalWindows
 
-from relocate.convert import Converted, TableLayout
+from relocate.convert import Converted, PackedBatch, TableLayout, unpack_converted
 from relocate.faults import InjectedFault
 from relocate.io.connection_cap import Backoff, open_connection
 from relocate.io.sink import BatchResult, BatchWriter, write_reports
@@ -111,24 +111,25 @@ class _WriteStageFn(_PostgresFn):
     def start_bundle(self) -> None:
         self._buffers: dict[str, list[Converted]] = {}
 
-    def process(self, element: tuple, gate: int) -> Iterator[dict]:
+    def process(self, batch: PackedBatch, gate: int) -> Iterator[dict]:
         if gate:
-            return iter(())  # an earlier finding aborted the import
-        row = Converted._make(element)
-        buffer = self._buffers.setdefault(row.model, [])
-        buffer.append(row)
-        if len(buffer) >= self._settings.batch_size:
-            return iter((self._flush(row.model),))
-        return iter(())
+            return  # an earlier finding aborted the import
+        model = batch[0]
+        buffer = self._buffers.setdefault(model, [])
+        buffer.extend(unpack_converted(batch))
+        size = self._settings.batch_size
+        while len(buffer) >= size:
+            rows, buffer[:] = buffer[:size], buffer[size:]
+            yield self._flush(model, rows)
 
     def finish_bundle(self) -> Iterator[Any]:
-        for model in list(self._buffers):
-            if self._buffers[model]:
-                yield GlobalWindows.windowed_value(self._flush(model))
+        for model, rows in self._buffers.items():
+            if rows:
+                yield GlobalWindows.windowed_value(self._flush(model, rows))
+        self._buffers = {}
         self.release_connection()
 
-    def _flush(self, model: str) -> dict:
-        rows = self._buffers.pop(model)
+    def _flush(self, model: str, rows: list[Converted]) -> dict:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 result: BatchResult = self._writer().write(model, rows)
