@@ -30,7 +30,7 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from relocate.convert import build_layouts
-from relocate.pipelines.importer import ImportPlan, build
+from relocate.pipelines.importer import ImportOutputs, ImportPlan, build
 from relocate.pipelines.run import field_map, prepare_target
 from relocate.schemas.registry import Registry
 from relocate.schemas.removed import REMOVED_MODELS
@@ -108,7 +108,7 @@ class TranslatedJob:
         return beam_runner_api_pb2.DockerPayload.FromString(environment.payload).container_image
 
 
-def translate(db_dsn: str, scope: str) -> TranslatedJob:
+def translate(db_dsn: str, scope: str, outputs: ImportOutputs | None = None) -> TranslatedJob:
     """Builds the real import graph (target prepared, real plan) and dry-runs it on Dataflow."""
     registry = Registry.load()
     settings = ImportSettings(
@@ -120,6 +120,7 @@ def translate(db_dsn: str, scope: str) -> TranslatedJob:
         registry=registry,
         layouts=build_layouts(registry, field_map(), prepare_target(settings, registry)),
         removed_models=REMOVED_MODELS,
+        outputs=outputs,
     )
     pipeline = beam.Pipeline(
         options=PipelineOptions([*DATAFLOW_DRY_RUN, f"--job_name=relocate-{scope}"])
@@ -176,6 +177,13 @@ def test_each_stage_write_waits_for_the_gate_of_the_stage_before(
     # Finish waits for the last stage and for the report rows.
     reports, last_gate = sorted(job.side_inputs("Finish").values())
     assert (reports.split("/")[0], last_gate) == ("Report", f"Stage{stages}/NextGate")
+
+
+def test_a_detached_job_concludes_itself_after_finish(db_dsn: str):
+    # What the Flex Template launches: the job records the outcome and writes the files.
+    outputs = ImportOutputs("gs://b/findings.json", "gs://b/report.json")
+    job = translate(db_dsn, "users", outputs)
+    assert "Conclude" in job.top_level()
 
 
 def test_global_scope_wipes_only_after_validation_and_before_stage_1(db_dsn: str):

@@ -296,7 +296,7 @@ def record_side_effects(ctx: WriteContext, table: str, ids: Iterable[int]) -> No
         ctx.cur.execute(
             "INSERT INTO relocate_side_effect (import_uuid, table_name, row_id) "
             "SELECT %s, %s, unnest(%s::bigint[]) ON CONFLICT DO NOTHING",
-            (ctx.settings.import_uuid, table, ids),
+            (ctx.settings.import_uuid, table, bigint_array(ids)),
         )
 
 
@@ -406,6 +406,27 @@ def ledger_refs(layout: TableLayout, rows: Iterable[Converted]) -> set[tuple[str
     return refs
 
 
+def bigint_array(values: Iterable[int]) -> str:
+    """A PostgreSQL array literal of integers, for ``%s::bigint[]``.
+
+    psycopg adapts a Python list element by element in Python; one string is ~10x
+    cheaper for the thousands of keys a batch sends.
+    """
+    return "{" + ",".join(map(str, map(int, values))) + "}"
+
+
+_MODEL_NAME = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
+
+
+def model_array(names: Iterable[str]) -> str:
+    """A PostgreSQL array literal of model names (registry names: nothing to quote)."""
+    names = list(names)
+    for name in names:
+        if not _MODEL_NAME.match(name):
+            raise ValueError(f"not a model name: {name!r}")
+    return "{" + ",".join(names) + "}"
+
+
 def load_lookup(
     cur: psycopg.Cursor, import_uuid: str, refs: set[tuple[str, int]]
 ) -> dict[tuple[str, int], LedgerEntry]:
@@ -419,7 +440,7 @@ def load_lookup(
         JOIN relocate_pk_map m
           ON m.import_uuid = %s AND m.model = r.model AND m.old_pk = r.old_pk
         """,
-        (list(models), list(pks), import_uuid),
+        (model_array(models), bigint_array(pks), import_uuid),
     ).fetchall()
     return {(m, o): LedgerEntry(n, k, s) for m, o, n, k, s in rows}
 
@@ -643,8 +664,8 @@ class BatchWriter:
                 model.name,
                 layout.id_sequence,
                 model.stage,
-                [i.old_pk for i in items],
-                [i.ordinal for i in items],
+                bigint_array(i.old_pk for i in items),
+                bigint_array(i.ordinal for i in items),
             ),
         ).fetchall()
         return {old: (new, ordinal) for old, new, ordinal in rows}
@@ -659,7 +680,7 @@ class BatchWriter:
             JOIN relocate_pk_map m
               ON m.import_uuid = %s AND m.model = %s AND m.old_pk = r.old_pk
             """,
-            (pks, self.settings.import_uuid, model),
+            (bigint_array(pks), self.settings.import_uuid, model),
         ).fetchall()
         return {old: (kind, ordinal) for old, kind, ordinal in rows}
 
