@@ -25,6 +25,7 @@ from relocate.io.sink import (
     find_existing,
     insert_row,
     insert_side_effect,
+    insert_side_effects,
     record_side_effects,
     try_unique,
 )
@@ -174,6 +175,32 @@ class OrganizationHandler(Handler):
         return False
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
+        # One query finds the batch's slugs already taken (case-insensitively, in either
+        # table); organizations whose slug is free, and first of its slug in the batch, go
+        # in set-based statements, the others one by one after them, so the first row in
+        # file order keeps the slug, as in Sentry. (Per row, each check was a scan of both
+        # tables: quadratic in the number of organizations.)
+        keys = [str(item.values["slug"]).lower() for item in items]
+        taken = set(RESERVED_ORG_SLUGS) | {
+            r[0]
+            for r in ctx.cur.execute(
+                "SELECT lower(slug) FROM sentry_organization WHERE lower(slug) = ANY(%s) "
+                "UNION SELECT lower(slug) FROM sentry_organizationslugreservation "
+                "WHERE lower(slug) = ANY(%s)",
+                (keys, keys),
+            )
+        }
+        fast: list[Item] = []
+        slow: list[Item] = []
+        for item, key in zip(items, keys, strict=True):
+            (slow if key in taken else fast).append(item)
+            taken.add(key)
+        if fast and not try_unique(ctx, lambda: self._insert_many(ctx, fast)):
+            # A concurrent batch took one of the slugs: do these one by one.
+            slow = sorted(fast + slow, key=lambda i: i.ordinal)
+        self._write_each(ctx, slow)
+
+    def _write_each(self, ctx: WriteContext, items: list[Item]) -> None:
         for item in items:
             ctx.current = item
             base = item.values["slug"]
@@ -187,6 +214,41 @@ class OrganizationHandler(Handler):
                     break
             else:
                 raise RowFailed("IntegrityError", f"organization slug {base!r} kept colliding")
+
+    @staticmethod
+    def _insert_many(ctx: WriteContext, items: list[Item]) -> None:
+        """Organizations whose slugs are free, with their reservations and mappings."""
+        for item in items:
+            item.slug = item.values["slug"]
+        copy_rows(ctx, items)
+        region = ctx.settings.region_name
+        reserved = insert_side_effects(
+            ctx,
+            "INSERT INTO sentry_organizationslugreservation (slug, organization_id, user_id, "
+            "region_name, reservation_type) SELECT s, o, -1, %s, %s "
+            "FROM unnest(%s::text[], %s::bigint[]) AS t(s, o)",
+            (region, PRIMARY_RESERVATION, [i.slug for i in items], [i.new_pk for i in items]),
+            "sentry_organizationslugreservation",
+        )
+        if len(reserved) < len(items):
+            raise Collision("a slug was reserved meanwhile")
+        insert_side_effects(
+            ctx,
+            "INSERT INTO sentry_organizationmapping (organization_id, slug, name, "
+            "date_created, idempotency_key, region_name, status) "
+            "SELECT o, s, n, COALESCE(d::timestamptz, now()), '', %s, st "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
+            "AS t(o, s, n, d, st)",
+            (
+                region,
+                [i.new_pk for i in items],
+                [i.slug for i in items],
+                [(i.values.get("name") or "")[:64] for i in items],
+                [i.values.get("date_added") for i in items],
+                [i.values.get("status", 0) for i in items],
+            ),
+            "sentry_organizationmapping",
+        )
 
     @staticmethod
     def _insert(ctx: WriteContext, item: Item, slug: str) -> None:
