@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from relocate.io.crypto import _is_loopback, crc32c
+from relocate.io.crypto import crc32c
 
 #: What a secret name must look like, for error messages.
 EXPECTED_FORM = "projects/PROJECT/secrets/SECRET[/versions/VERSION]"
@@ -62,24 +62,15 @@ def _client(endpoint: str | None) -> Iterator[Any]:
     anonymous credentials; any other endpoint keeps TLS and ADC.
     """
     from google.cloud import secretmanager
+    from google.cloud.secretmanager_v1.services.secret_manager_service.transports.grpc import (
+        SecretManagerServiceGrpcTransport,
+    )
 
-    if endpoint is None:
-        client = secretmanager.SecretManagerServiceClient()
-    elif _is_loopback(endpoint):
-        import grpc
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud.secretmanager_v1.services.secret_manager_service.transports.grpc import (
-            SecretManagerServiceGrpcTransport,
-        )
+    from relocate.io.google_clients import google_client
 
-        transport = SecretManagerServiceGrpcTransport(
-            host=endpoint,
-            credentials=AnonymousCredentials(),
-            channel=grpc.insecure_channel(endpoint),
-        )
-        client = secretmanager.SecretManagerServiceClient(transport=transport)
-    else:
-        client = secretmanager.SecretManagerServiceClient(client_options={"api_endpoint": endpoint})
+    client = google_client(
+        secretmanager.SecretManagerServiceClient, SecretManagerServiceGrpcTransport, endpoint
+    )
     with client:
         yield client
 

@@ -9,6 +9,7 @@ copy: a few tens of milliseconds). The server is stopped at the end, also on fai
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -76,34 +77,36 @@ def template_dsn(pg_server: str) -> str:
 _counter = itertools.count()
 
 
+@contextlib.contextmanager
+def _database(pg_server: str, prefix: str, template: str | None) -> Iterator[str]:
+    """A database created for one test (from ``template`` if given), dropped after it."""
+    name = f"{prefix}_{os.getpid()}_{next(_counter)}"
+    clause = f" TEMPLATE {template}" if template else ""
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}{clause}")
+    try:
+        yield _with_dbname(pg_server, name)
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def empty_db_dsn(pg_server: str) -> Iterator[str]:
     """A fresh, empty database (no schema)."""
-    name = f"t_empty_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield _with_dbname(pg_server, name)
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with _database(pg_server, "t_empty", None) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 def db_dsn(pg_server: str, template_dsn: str) -> Iterator[str]:
     """A fresh database with the whole target schema, cloned from the template."""
-    name = f"t_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    yield _with_dbname(pg_server, name)
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with _database(pg_server, "t", TEMPLATE_DB) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 def another_db_dsn(pg_server: str, template_dsn: str) -> Iterator[str]:
     """A second fresh database with the whole target schema (to compare two runs)."""
-    name = f"t2_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    yield _with_dbname(pg_server, name)
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with _database(pg_server, "t2", TEMPLATE_DB) as dsn:
+        yield dsn

@@ -801,11 +801,13 @@ def test_kms_with_a_foreign_key(kms: LocalKmsServer, rsa_key: rsa.RSAPrivateKey)
 
 
 def test_loopback_detection() -> None:
-    assert crypto._is_loopback("127.0.0.1:8080")
-    assert crypto._is_loopback("localhost:1")
-    assert crypto._is_loopback("[::1]:443")
-    assert not crypto._is_loopback("cloudkms.googleapis.com:443")
-    assert not crypto._is_loopback("10.0.0.1:443")
+    from relocate.io.google_clients import is_loopback
+
+    assert is_loopback("127.0.0.1:8080")
+    assert is_loopback("localhost:1")
+    assert is_loopback("[::1]:443")
+    assert not is_loopback("cloudkms.googleapis.com:443")
+    assert not is_loopback("10.0.0.1:443")
 
 
 # --- Bounded memory ------------------------------------------------------------------

@@ -24,7 +24,6 @@ import binascii
 import contextlib
 import dataclasses
 import io
-import ipaddress
 import json
 import lzma
 import os
@@ -299,17 +298,6 @@ def kms_key_version_name(config: dict[str, str]) -> str:
     )
 
 
-def _is_loopback(endpoint: str) -> bool:
-    host = endpoint.rpartition(":")[0] if ":" in endpoint else endpoint
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @contextlib.contextmanager
 def _kms_client(endpoint: str | None) -> Iterator[Any]:
     """A Cloud KMS client, created here (in the worker) and closed after use.
@@ -319,24 +307,15 @@ def _kms_client(endpoint: str | None) -> Iterator[Any]:
     channel and anonymous credentials; any other endpoint keeps TLS and ADC.
     """
     from google.cloud import kms
+    from google.cloud.kms_v1.services.key_management_service.transports.grpc import (
+        KeyManagementServiceGrpcTransport,
+    )
 
-    if endpoint is None:
-        client = kms.KeyManagementServiceClient()
-    elif _is_loopback(endpoint):
-        import grpc
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud.kms_v1.services.key_management_service.transports.grpc import (
-            KeyManagementServiceGrpcTransport,
-        )
+    from relocate.io.google_clients import google_client
 
-        transport = KeyManagementServiceGrpcTransport(
-            host=endpoint,
-            credentials=AnonymousCredentials(),
-            channel=grpc.insecure_channel(endpoint),
-        )
-        client = kms.KeyManagementServiceClient(transport=transport)
-    else:
-        client = kms.KeyManagementServiceClient(client_options={"api_endpoint": endpoint})
+    client = google_client(
+        kms.KeyManagementServiceClient, KeyManagementServiceGrpcTransport, endpoint
+    )
     with client:
         yield client
 

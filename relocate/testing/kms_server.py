@@ -17,8 +17,7 @@ Usage::
 from __future__ import annotations
 
 import threading
-from concurrent import futures
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,9 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from google.cloud.kms_v1 import types as kms_types
 
 from relocate.io.crypto import crc32c, kms_key_version_name
-
-if TYPE_CHECKING:
-    from typing import Self  # Python 3.11+, annotations only
+from relocate.testing.grpc_server import LocalGrpcServer
 
 SERVICE_NAME = "google.cloud.kms.v1.KeyManagementService"
 
@@ -45,7 +42,7 @@ def _algorithm(key_size: int) -> kms_types.CryptoKeyVersion.CryptoKeyVersionAlgo
     )
 
 
-class LocalKmsServer:
+class LocalKmsServer(LocalGrpcServer):
     """One asymmetric-decryption CryptoKeyVersion behind a local gRPC KMS API.
 
     Attributes:
@@ -56,6 +53,8 @@ class LocalKmsServer:
             (``plaintext_crc32c`` / ``pem_crc32c``), as if corrupted in transit.
         port: The TCP port, once started.
     """
+
+    SERVICE_NAME = SERVICE_NAME
 
     def __init__(
         self,
@@ -79,17 +78,9 @@ class LocalKmsServer:
         }
         self.key_version_name = kms_key_version_name(self.config)
         self.corrupt_response_checksum = False
-        self.port: int | None = None
-        self._server: grpc.Server | None = None
+        super().__init__()
         self._lock = threading.Lock()
         self._requests: list[tuple[str, Any]] = []
-
-    @property
-    def endpoint(self) -> str:
-        """``127.0.0.1:PORT``, for ``--gcp-kms-endpoint`` / ``kms_endpoint``."""
-        if self.port is None:
-            raise RuntimeError("the server is not started")
-        return f"127.0.0.1:{self.port}"
 
     @property
     def public_key_pem(self) -> bytes:
@@ -104,10 +95,8 @@ class LocalKmsServer:
         with self._lock:
             return list(self._requests)
 
-    def start(self) -> Self:
-        """Listen on a free port of 127.0.0.1."""
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        handlers = {
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {
             "AsymmetricDecrypt": grpc.unary_unary_rpc_method_handler(
                 self._asymmetric_decrypt,
                 request_deserializer=kms_types.AsymmetricDecryptRequest.deserialize,
@@ -119,25 +108,6 @@ class LocalKmsServer:
                 response_serializer=kms_types.PublicKey.serialize,
             ),
         }
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
-        )
-        self.port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        self._server = server
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (in-flight calls are cancelled)."""
-        if self._server is not None:
-            self._server.stop(grace=None).wait()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def _record(self, method: str, request: Any) -> None:
         with self._lock:

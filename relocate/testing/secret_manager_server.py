@@ -21,23 +21,19 @@ from __future__ import annotations
 
 import re
 import threading
-from concurrent import futures
-from typing import TYPE_CHECKING
 
 import grpc
 from google.cloud.secretmanager_v1 import types as sm_types
 
 from relocate.io.crypto import crc32c
-
-if TYPE_CHECKING:
-    from typing import Self  # Python 3.11+, annotations only
+from relocate.testing.grpc_server import LocalGrpcServer
 
 SERVICE_NAME = "google.cloud.secretmanager.v1.SecretManagerService"
 
 _VERSION = re.compile(r"(?P<secret>projects/[^/]+/secrets/[^/]+)/versions/(?P<version>[^/]+)")
 
 
-class LocalSecretManagerServer:
+class LocalSecretManagerServer(LocalGrpcServer):
     """Secrets in memory behind a local gRPC Secret Manager API.
 
     Attributes:
@@ -45,22 +41,16 @@ class LocalSecretManagerServer:
         corrupt_response_checksum: When true, payloads carry a wrong CRC32C.
     """
 
+    SERVICE_NAME = SERVICE_NAME
+
     def __init__(self) -> None:
-        self.port: int | None = None
+        super().__init__()
         self.corrupt_response_checksum = False
-        self._server: grpc.Server | None = None
         self._lock = threading.Lock()
         self._versions: dict[str, list[bytes]] = {}  # secret name -> versions 1..N
         self._disabled: set[str] = set()
         self._denied: set[str] = set()
         self._accessed: list[str] = []
-
-    @property
-    def endpoint(self) -> str:
-        """``127.0.0.1:PORT``, for ``read_secret(endpoint=...)`` / ``--secret-manager-endpoint``."""
-        if self.port is None:
-            raise RuntimeError("the server is not started")
-        return f"127.0.0.1:{self.port}"
 
     @property
     def accessed(self) -> list[str]:
@@ -90,35 +80,14 @@ class LocalSecretManagerServer:
         with self._lock:
             self._denied.add(secret)
 
-    def start(self) -> Self:
-        """Listen on a free port of 127.0.0.1."""
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        handlers = {
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        return {
             "AccessSecretVersion": grpc.unary_unary_rpc_method_handler(
                 self._access_secret_version,
                 request_deserializer=sm_types.AccessSecretVersionRequest.deserialize,
                 response_serializer=sm_types.AccessSecretVersionResponse.serialize,
             ),
         }
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),)
-        )
-        self.port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        self._server = server
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (in-flight calls are cancelled)."""
-        if self._server is not None:
-            self._server.stop(grace=None).wait()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def _access_secret_version(
         self, request: sm_types.AccessSecretVersionRequest, context: grpc.ServicerContext
