@@ -42,5 +42,5 @@ setup(
             "setuptools>=61",
         ],
     },
-    entry_points={"console_scripts": ["relocate=relocate.cli:main"]},
+    entry_points={"console_scripts": ["relocate=relocate.cli.main:main"]},
 )

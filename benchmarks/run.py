@@ -50,10 +50,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from relocate.db.ddl import create_schema, load_tables
+from relocate.db.ledger import LEDGER_TABLES
+from relocate.db.localpg import LocalCluster, find_pg_bindir
 from relocate.generate import generate
-from relocate.io.localpg import LocalCluster, find_pg_bindir
-from relocate.schemas.ddl import create_schema, load_tables
-from relocate.schemas.ledger import LEDGER_TABLES
 from relocate.schemas.registry import Registry
 
 IMPORT_SCOPES = ("organizations", "config", "users", "global")
@@ -188,7 +188,7 @@ def _relocate_argv() -> list[str]:
     script = Path(sys.executable).with_name("relocate")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "relocate.cli"]
+    return [sys.executable, "-m", "relocate.cli.main"]
 
 
 def stage_times(dsn: str, import_uuid: str) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from relocate.io.localpg import LocalCluster
+from relocate.db.localpg import LocalCluster
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "sentry"
@@ -63,7 +63,7 @@ def _with_dbname(dsn: str, dbname: str) -> str:
 @pytest.fixture(scope="session")
 def template_dsn(pg_server: str) -> str:
     """A database with the full target schema, used as the template of every test DB."""
-    from relocate.schemas.ddl import create_schema
+    from relocate.db.ddl import create_schema
 
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")

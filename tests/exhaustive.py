@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from relocate.schemas.ddl import load_tables
+from relocate.db.ddl import load_tables
 from relocate.schemas.registry import Registry
 
 TS = "2023-06-22T22:59:55.488Z"

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from relocate.cli import main
+from relocate.cli.main import main
 
 TS = "2023-06-22T22:59:55.488Z"
 IMPORTED_PASSWORD = "pbkdf2_sha256$150000$iEvdIknqYjTr$+QsGn0tfIJ1FZLxQI37mVU1gL2KbL/wqjMtG/dFhsMA="

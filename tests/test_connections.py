@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from relocate.io.connection_cap import (
+from relocate.db.connection_cap import (
     CONNECT_ATTEMPTS,
     Backoff,
     ConnectionSlotTimeout,
@@ -18,7 +18,7 @@ from relocate.io.connection_cap import (
     slot_key,
     try_take_slot,
 )
-from relocate.io.localpg import free_port
+from relocate.db.localpg import free_port
 from tests.helpers import import_export, run_cli, scalar
 
 

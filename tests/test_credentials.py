@@ -3,7 +3,7 @@
 The suite's PostgreSQL cluster gets a role that must authenticate with a SCRAM password
 (a pg_hba.conf rule for that role only); Secret Manager is the local gRPC server of
 ``relocate.testing.secret_manager_server``, spoken to by Google's real client. Every
-import goes through ``relocate.cli.main`` on the in-process FnApiRunner.
+import goes through ``relocate.cli.main.main`` on the in-process FnApiRunner.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from relocate.errors import describe
-from relocate.pipelines.run import build_pipeline
-from relocate.secrets import SecretError, read_secret
-from relocate.settings import ImportSettings
-from relocate.target import forget_secrets
+from relocate.beam.run import build_pipeline
+from relocate.cli.errors import describe
+from relocate.db.secrets import SecretError, read_secret
+from relocate.db.target import forget_secrets
+from relocate.logic.settings import ImportSettings
 from relocate.testing.secret_manager_server import LocalSecretManagerServer
 
 from .helpers import ImportRun, count, run_cli, user, write_export

@@ -1,4 +1,4 @@
-"""Tests for relocate.io.crypto, relocate.backup_cli and the local KMS server.
+"""Tests for relocate.io.crypto, relocate.cli.backup and the local KMS server.
 
 Everything is real: RSA keys generated for the session, cryptography's own Fernet as
 the reference implementation of Sentry's algorithm, and google-cloud-kms's client
@@ -29,7 +29,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from relocate import backup_cli
+from relocate.cli import backup as backup_cli
 from relocate.io import crypto
 from relocate.io.crypto import (
     DECRYPT_FLAG_REQUIRED,

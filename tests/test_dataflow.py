@@ -29,12 +29,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from relocate.convert import build_layouts
-from relocate.pipelines.importer import ImportOutputs, ImportPlan, build
-from relocate.pipelines.run import field_map, prepare_target
+from relocate.beam.pipeline import ImportOutputs, ImportPlan, build
+from relocate.beam.run import field_map, prepare_target
+from relocate.logic.convert import build_layouts
+from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
 from relocate.schemas.removed import REMOVED_MODELS
-from relocate.settings import ImportSettings
 
 from .helpers import run_cli
 
@@ -203,8 +203,8 @@ def test_workers_get_the_package_and_the_launcher_s_python_and_beam(
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     assert {
         "setup.py",
-        "relocate/pipelines/importer.py",
-        "relocate/transforms/write.py",
+        "relocate/beam/pipeline.py",
+        "relocate/beam/write.py",
         "relocate/schemas/registry.json",
     } <= names
     # Pickled DoFns are unpickled by the same Python and Beam on the workers.

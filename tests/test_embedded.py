@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from relocate.io.localpg import find_pg_bindir
+from relocate.db.localpg import find_pg_bindir
 
 from .helpers import query, run_cli
 

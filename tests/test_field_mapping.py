@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from relocate.schemas.ddl import load_tables
+from relocate.db.ddl import load_tables
 from relocate.schemas.registry import Registry
 from relocate.schemas.removed import REMOVED_FIELDS, REMOVED_MODELS, is_removed_field
 

@@ -1,7 +1,7 @@
 """The Dataflow Flex Template: its metadata agrees with the CLI, its launcher maps onto it.
 
 ``dataflow/metadata.json`` is what Dataflow validates a launch's parameters against, and
-``relocate.flex`` (run by ``dataflow/main.py``) turns them into ``relocate import`` flags.
+``relocate.cli.flex`` (run by ``dataflow/main.py``) turns them into ``relocate import`` flags.
 Both are checked against the CLI's own parser, so a flag added to the CLI fails here until
 the template declares it.
 """
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from relocate.cli import SCOPES
-from relocate.flex import (
+from relocate.cli.flex import (
     TemplateParameterError,
     cli_arguments,
     import_flags,
@@ -26,6 +25,7 @@ from relocate.flex import (
     parameter_name,
     scope_parsers,
 )
+from relocate.cli.main import SCOPES
 from tests.helpers import count, import_export, query, user, write_export
 
 REPO = Path(__file__).resolve().parents[1]

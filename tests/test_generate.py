@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from relocate.db.ddl import load_tables
 from relocate.generate import (
     GLOBAL_ONLY,
     generate,
@@ -21,7 +22,6 @@ from relocate.generate import (
     plan_export,
     register,
 )
-from relocate.schemas.ddl import load_tables
 from relocate.schemas.registry import IMPORT_SCOPES, Registry
 from tests.helpers import count, import_export
 

@@ -45,7 +45,7 @@ BOOKKEEPING = frozenset(
 _WRAPPER = """
 import sys
 try:
-    from relocate.cli import main
+    from relocate.cli.main import main
     code = main(sys.argv[1:])
 finally:
     with open("/proc/self/status") as status:

@@ -218,8 +218,8 @@ def test_behaviour_13_invalid_ip_is_a_validation_error(db_dsn, tmp_path):
 
 @pytest.mark.parametrize("scope", ["users", "organizations", "config", "global"])
 def test_behaviour_18_each_scope_imports_exactly_its_models(db_dsn, tmp_path, scope):
-    from relocate.admission import row_scope
     from relocate.io.export_reader import Row
+    from relocate.logic.admission import row_scope
     from relocate.schemas.registry import IMPORT_SCOPES
 
     rows = exhaustive_rows(minimal=True)
@@ -353,8 +353,8 @@ def test_behaviour_26_org_filter_two_orgs(db_dsn, tmp_path):
 def test_behaviour_27_empty_org_filter_imports_nothing(db_dsn, tmp_path):
     from uuid import uuid4
 
-    from relocate.pipelines.run import run_import
-    from relocate.settings import ImportSettings
+    from relocate.beam.run import run_import
+    from relocate.logic.settings import ImportSettings
 
     src = write_export(tmp_path / "o.json", _three_orgs())
     settings = ImportSettings(scope="organizations", import_uuid=uuid4().hex,

@@ -262,8 +262,8 @@ def test_behaviour_23_filter_three_of_four_users_with_shared_emails(db_dsn, tmp_
 def test_behaviour_24_empty_user_filter_imports_nothing(db_dsn, tmp_path):
     from uuid import uuid4
 
-    from relocate.pipelines.run import run_import
-    from relocate.settings import ImportSettings
+    from relocate.beam.run import run_import
+    from relocate.logic.settings import ImportSettings
 
     src = write_export(tmp_path / "f.json", _four_users_two_emails())
     settings = ImportSettings(

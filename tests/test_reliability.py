@@ -51,7 +51,7 @@ from .helpers import TS, import_export, query, row, run_cli, scalar, write_expor
 
 REPORT_PATH = Path("/tmp/relocate-reliability.json")
 _SCRIPT = Path(sys.executable).parent / "relocate"
-RELOCATE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "relocate.cli"]
+RELOCATE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "relocate.cli.main"]
 BATCH = "200"
 SNAPSHOT = "release-snapshots/test_at_24_7_0.json"
 #: Rows of the export that is killed and resumed (a clean run takes 7-10 s, 3-4 s of them
@@ -621,7 +621,7 @@ def test_a_global_wipe_never_erases_rows_the_same_import_committed(
     second run's wipe starts (it sees no committed ledger row) and waits for the batch's
     locks; the batch commits. The wipe must then keep the committed row (or not run).
     """
-    from relocate.wipe import wipe_for_import
+    from relocate.db.wipe import wipe_for_import
 
     dsn = new_db()
     import_uuid = uuid.uuid4().hex

@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from relocate.schemas.catalog import Catalog, ColumnInfo, TableInfo, read_catalog
-from relocate.schemas.ddl import create_schema, load_tables, schema_statements
-from relocate.schemas.ledger import LEDGER_TABLES
+from relocate.db.catalog import Catalog, ColumnInfo, TableInfo, read_catalog
+from relocate.db.ddl import create_schema, load_tables, schema_statements
+from relocate.db.ledger import LEDGER_TABLES
 from relocate.schemas.registry import Registry
 from relocate.schemas.registry_build import build_registry
 from relocate.schemas.tables_build import (

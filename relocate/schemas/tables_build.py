@@ -4,7 +4,7 @@
 (read from Sentry's model sources, with notes on what varies between versions).
 ``build_tables`` turns it into the project's own compact format: one entry per table, with
 PostgreSQL types, SQL defaults, unique sets, checks and the foreign keys that get a real
-constraint. ``relocate.schemas.ddl`` creates the tables from it; the sink and the field
+constraint. ``relocate.db.ddl`` creates the tables from it; the sink and the field
 mapping read it.
 
 Decisions applied to every table (table-specific ones are in each entry's ``notes``):

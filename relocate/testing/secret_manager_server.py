@@ -3,7 +3,7 @@
 It serves ``AccessSecretVersion`` (all that reading a secret needs) on ``127.0.0.1`` over
 plaintext gRPC, with secrets held in memory. Messages are google-cloud-secret-manager's
 own protobuf types, so the real ``SecretManagerServiceClient`` talks to it unchanged
-(see ``relocate.secrets``). Like ``kms_server``, the methods are registered with a generic
+(see ``relocate.db.secrets``). Like ``kms_server``, the methods are registered with a generic
 handler under the real service name; every other method answers ``UNIMPLEMENTED``.
 
 Behaviour follows the real service: an unknown secret or version is ``NOT_FOUND``, a

@@ -58,10 +58,10 @@ def _add_target_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _target(args: argparse.Namespace) -> Any:
-    """The target given on the command line (a ``relocate.target.Target``), or None for
+    """The target given on the command line (a ``relocate.db.target.Target``), or None for
     the embedded cluster (no ``--dsn`` and no secret)."""
-    from relocate.secrets import version_name
-    from relocate.target import Target
+    from relocate.db.secrets import version_name
+    from relocate.db.target import Target
 
     if args.dsn is not None and args.dsn_secret:
         raise UsageError(
@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     register_generate(sub)
 
     try:
-        from relocate.backup_cli import register
+        from relocate.cli.backup import register
     except ImportError:  # pragma: no cover - the backup commands are optional
         register = None
     if register is not None:
@@ -241,7 +241,7 @@ class _Progress:
         self._thread.join(timeout=2)
 
     def _run(self) -> None:
-        from relocate.target import connect
+        from relocate.db.target import connect
 
         while not self._stop.wait(self._every):
             line = f"Still importing: {time.monotonic() - self._start:.2f} seconds elapsed."
@@ -332,7 +332,7 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
             )
         target = _target(args)
         if target is not None and _on_dataflow(beam_args):
-            from relocate.target import has_password
+            from relocate.db.target import has_password
 
             # The DSN is pickled into the job, which Dataflow shows: refuse a password in it.
             if has_password(target.dsn):
@@ -356,8 +356,8 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
         import_uuid = _import_uuid(args.import_uuid)
         with ExitStack() as stack:
             if target is None:
-                from relocate.embedded import embedded_target
-                from relocate.target import Target
+                from relocate.db.embedded import embedded_target
+                from relocate.db.target import Target
 
                 target = Target(stack.enter_context(embedded_target(err)))
             say(f"Import UUID: {import_uuid}")
@@ -420,8 +420,8 @@ def _execute(
     say: Any,
     err: TextIO,
 ) -> tuple[Any, int]:
-    from relocate.pipelines.run import run_import as run_pipeline
-    from relocate.settings import ImportSettings
+    from relocate.beam.run import run_import as run_pipeline
+    from relocate.logic.settings import ImportSettings
 
     scope = args.scope
     settings = ImportSettings(
@@ -429,7 +429,7 @@ def _execute(
         import_uuid=import_uuid,
         run_id=uuid.uuid4().hex,
         # Only the DSN given in clear and secret names: the values are read by whoever
-        # connects (relocate.target), so they stay out of the pipeline.
+        # connects (relocate.db.target), so they stay out of the pipeline.
         dsn=target.dsn,
         dsn_secret=target.dsn_secret,
         password_secret=target.password_secret,
@@ -449,7 +449,7 @@ def _execute(
     )
     outputs = None
     if args.detach:
-        from relocate.pipelines.importer import ImportOutputs
+        from relocate.beam.pipeline import ImportOutputs
 
         outputs = ImportOutputs(args.findings_file, args.report_file)
     quiet = args.silent or args.detach  # a detached run does not watch the job
@@ -501,7 +501,7 @@ def main(
         print(f"Error: {exc}", file=err)
         return 2
     except Exception as exc:  # noqa: BLE001 - turned into a clear message and exit 1
-        from relocate.errors import describe
+        from relocate.cli.errors import describe
 
         message = describe(exc)
         if message is None:
@@ -531,7 +531,7 @@ def _configure_logging(err: TextIO, silent: bool) -> None:
 
 
 def _schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from relocate.schemas.ddl import create_schema, schema_statements
+    from relocate.db.ddl import create_schema, schema_statements
 
     if args.action == "sql":
         for statement in schema_statements():
@@ -539,13 +539,13 @@ def _schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     target = _target(args)
     if target is None:
-        from relocate.embedded import embedded_target
+        from relocate.db.embedded import embedded_target
 
         with embedded_target(err):
             pass
         print("Schema created in the embedded database.", file=err)
         return 0
-    from relocate.target import connect
+    from relocate.db.target import connect
 
     with connect(target) as conn:
         create_schema(conn)
@@ -554,15 +554,15 @@ def _schema(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _rollback(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from relocate.rollback import RollbackRefused, rollback_import
+    from relocate.db.rollback import RollbackRefused, rollback_import
+    from relocate.db.target import Target, connect
     from relocate.schemas.registry import Registry
-    from relocate.target import Target, connect
 
     import_uuid = _import_uuid(args.import_uuid)
     target = _target(args)
     with ExitStack() as stack:
         if target is None:
-            from relocate.embedded import embedded_target
+            from relocate.db.embedded import embedded_target
 
             target = Target(stack.enter_context(embedded_target(err)))
         with connect(target) as conn:
@@ -580,8 +580,8 @@ def _rollback(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _local_db(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from relocate.embedded import data_dir, embedded_target, stop_embedded
-    from relocate.io.localpg import LocalCluster
+    from relocate.db.embedded import data_dir, embedded_target, stop_embedded
+    from relocate.db.localpg import LocalCluster
 
     if args.action == "start":
         with embedded_target(err, keep_running=True) as dsn:

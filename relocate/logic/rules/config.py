@@ -8,7 +8,7 @@ tokens get new token values when theirs collide.
 
 from __future__ import annotations
 
-from relocate.io.sink import (
+from relocate.db.sink import (
     EXISTING,
     OVERWRITE,
     Handler,
@@ -19,8 +19,8 @@ from relocate.io.sink import (
     select_row,
     update_rows,
 )
-from relocate.rules.common import sha256_hex
-from relocate.rules.tokens import fresh_token
+from relocate.logic.rules.common import sha256_hex
+from relocate.logic.rules.tokens import fresh_token
 
 
 class OverwritableConfigHandler(Handler):

@@ -1,7 +1,7 @@
 """``AdmitRows`` and ``ConvertRows``: scope, filters, and column conversion.
 
-Thin DoFns over ``relocate.admission`` and ``relocate.convert``. Rows travel in batches
-``(model, [row tuple, ...])`` of one model (``relocate.transforms.read``); each batch
+Thin DoFns over ``relocate.logic.admission`` and ``relocate.logic.convert``. Rows travel in batches
+``(model, [row tuple, ...])`` of one model (``relocate.beam.read``); each batch
 comes out as one batch of what passed. Skipped rows go to the ``skipped`` output as
 report entries; rows that fail validation go to ``findings``.
 """
@@ -13,25 +13,25 @@ from typing import Any
 
 import apache_beam as beam
 
-from relocate.admission import (
+from relocate.beam.read import rows_of
+from relocate.db.sink import Finding
+from relocate.io.export_reader import BadRow, Row
+from relocate.logic.admission import (
     Filters,
     member_user_pk,
     org_pks_with_slugs,
     skip_reason,
     user_email_if_selected,
 )
-from relocate.convert import (
+from relocate.logic.convert import (
     RowInvalid,
     TableLayout,
     convert_row,
     missing_required,
     pack_converted,
 )
-from relocate.io.export_reader import BadRow, Row
-from relocate.io.sink import Finding
+from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
-from relocate.settings import ImportSettings
-from relocate.transforms.read import rows_of
 
 SKIPPED = "skipped"
 FINDINGS = "findings"
@@ -169,7 +169,7 @@ class _ConvertFn(beam.DoFn):
         self._tables = tables  # model -> Sentry's table name, to name a missing table
 
     def setup(self) -> None:
-        from relocate.rules import build_handlers
+        from relocate.logic.rules import build_handlers
 
         self._handlers = build_handlers()
 
@@ -209,7 +209,7 @@ class _ConvertFn(beam.DoFn):
 
 class ConvertRows(beam.PTransform):
     """Converts batches of admitted rows to packed batches of target columns
-    (``relocate.convert.PackedBatch``); ``findings`` holds validation errors."""
+    (``relocate.logic.convert.PackedBatch``); ``findings`` holds validation errors."""
 
     def __init__(
         self,

@@ -9,16 +9,16 @@ import apache_beam as beam
 import psycopg
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from relocate.convert import build_layouts
-from relocate.finish import ImportSummary, conclude_import
-from relocate.pipelines.importer import ImportOutputs, ImportPlan, build
-from relocate.schemas.catalog import read_catalog
-from relocate.schemas.ddl import load_tables
-from relocate.schemas.ledger import LEDGER_DDL
+from relocate.beam.pipeline import ImportOutputs, ImportPlan, build
+from relocate.db.catalog import read_catalog
+from relocate.db.ddl import load_tables
+from relocate.db.finish import ImportSummary, conclude_import
+from relocate.db.ledger import LEDGER_DDL
+from relocate.db.target import connect
+from relocate.logic.convert import build_layouts
+from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
 from relocate.schemas.removed import REMOVED_MODELS
-from relocate.settings import ImportSettings
-from relocate.target import connect
 
 
 def field_map() -> dict[str, dict[str, str]]:

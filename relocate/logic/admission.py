@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from relocate.io.export_reader import Row
+from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import ModelInfo, Registry
-from relocate.settings import ImportSettings
 
 #: Django apps whose models are never imported (spec 3.2).
 EXCLUDED_APPS = frozenset({"auth", "contenttypes", "fixtures", "sessions", "sites"})

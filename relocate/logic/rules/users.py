@@ -11,8 +11,7 @@ import json
 import zoneinfo
 from functools import lru_cache
 
-from relocate.convert import Converted, RowInvalid
-from relocate.io.sink import (
+from relocate.db.sink import (
     EXISTING,
     Handler,
     Item,
@@ -26,8 +25,9 @@ from relocate.io.sink import (
     try_unique,
     update_rows,
 )
-from relocate.rules.common import first_free, secure_token, unusable_password
-from relocate.settings import ImportSettings
+from relocate.logic.convert import Converted, RowInvalid
+from relocate.logic.rules.common import first_free, secure_token, unusable_password
+from relocate.logic.settings import ImportSettings
 
 MAX_USERNAME_LENGTH = 128
 

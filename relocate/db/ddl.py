@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from relocate.schemas.ledger import LEDGER_DDL
+from relocate.db.ledger import LEDGER_DDL
 from relocate.schemas.tables_build import unique_constraint_name
 
 # Serialises concurrent create_schema calls on one database (an arbitrary constant key).

@@ -17,7 +17,7 @@ from typing import TextIO
 
 import psycopg
 
-from relocate.io.localpg import LocalCluster
+from relocate.db.localpg import LocalCluster
 
 DATABASE = "sentry"
 
@@ -33,7 +33,7 @@ def data_dir() -> Path:
 
 def ensure_database(cluster: LocalCluster) -> str:
     """Creates the ``sentry`` database with the schema (once); returns its DSN."""
-    from relocate.schemas.ddl import create_schema
+    from relocate.db.ddl import create_schema
 
     with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
         exists = conn.execute(

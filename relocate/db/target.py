@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from relocate.secrets import SecretError, read_secret
+from relocate.db.secrets import SecretError, read_secret
 
 #: Seconds a secret's value is reused in one process before it is read again: DoFns
 #: reconnect per bundle under a connection cap, and a rotated secret is picked up soon.

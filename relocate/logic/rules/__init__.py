@@ -1,14 +1,14 @@
 """Per-model import rules: how each Sentry model is normalised and written.
 
-Models without an entry use ``relocate.io.sink.Handler`` (FK rewrite, plain insert).
+Models without an entry use ``relocate.db.sink.Handler`` (FK rewrite, plain insert).
 """
 
 from __future__ import annotations
 
-from relocate.io.sink import Handler
-from relocate.rules.config import ApiTokenHandler, OverwritableConfigHandler
-from relocate.rules.orgs import org_handlers
-from relocate.rules.users import (
+from relocate.db.sink import Handler
+from relocate.logic.rules.config import ApiTokenHandler, OverwritableConfigHandler
+from relocate.logic.rules.orgs import org_handlers
+from relocate.logic.rules.users import (
     EmailHandler,
     UserEmailHandler,
     UserHandler,

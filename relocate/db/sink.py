@@ -28,10 +28,10 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from relocate.convert import Converted, TableLayout
-from relocate.faults import FaultPlan, InjectedFault
+from relocate.db.faults import FaultPlan, InjectedFault
+from relocate.logic.convert import Converted, TableLayout
+from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import ForeignKey, ModelInfo, Registry
-from relocate.settings import ImportSettings
 
 log = logging.getLogger("relocate.sink")
 

@@ -19,14 +19,14 @@ import apache_beam as beam
 import psycopg
 from apache_beam.transforms.window import GlobalWindows
 
-from relocate.convert import Converted, PackedBatch, TableLayout, unpack_converted
-from relocate.faults import InjectedFault
-from relocate.io.connection_cap import Backoff, open_connection
-from relocate.io.sink import BatchResult, BatchWriter, write_reports
+from relocate.db.connection_cap import Backoff, open_connection
+from relocate.db.faults import InjectedFault
+from relocate.db.sink import BatchResult, BatchWriter, write_reports
+from relocate.db.target import TargetLike
+from relocate.db.target import connect as open_target
+from relocate.logic.convert import Converted, PackedBatch, TableLayout, unpack_converted
+from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
-from relocate.settings import ImportSettings
-from relocate.target import TargetLike
-from relocate.target import connect as open_target
 
 log = logging.getLogger("relocate.write")
 
@@ -47,7 +47,7 @@ class _PostgresFn(beam.DoFn):
     if lost.
 
     Under ``--max-db-connections`` the connection is held only with one of the import's
-    connection slots (``relocate.io.connection_cap``) and is given back at the end of
+    connection slots (``relocate.db.connection_cap``) and is given back at the end of
     every bundle, so that an idle DoFn instance never keeps a slot from a busy one.
     """
 
@@ -94,7 +94,7 @@ class _WriteStageFn(_PostgresFn):
         self._layouts = layouts
 
     def setup(self) -> None:
-        from relocate.rules import build_handlers
+        from relocate.logic.rules import build_handlers
 
         super().setup()
         self._handlers = build_handlers()

@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
-from relocate.settings import ImportSettings
 
 #: Rows per chunk record (Sentry writes one per batch of 20; any size reads the same).
 CHUNK_SIZE = 1000

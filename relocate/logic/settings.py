@@ -18,7 +18,7 @@ class ImportSettings:
         run_id: identity of this run of the import (a resumed import has a new one).
         dsn: the target database as a libpq connection string, without secrets: may be
             empty (libpq's ``PG*`` environment) or name a service (``service=NAME``).
-            Never read directly: ``relocate.target`` resolves it with the secrets below.
+            Never read directly: ``relocate.db.target`` resolves it with the secrets below.
         merge_users: reuse existing users on username collision (``--merge-users``).
         overwrite_configs: overwrite colliding config rows (``--overwrite-configs``).
         filter_usernames: only these users (None: no filter).
@@ -27,9 +27,9 @@ class ImportSettings:
         geoip_db: a MaxMind database for user IP country/region codes.
         region_name: the region recorded in org mappings and slug reservations.
         url_prefix: the instance URL written into regenerated org auth tokens.
-        fault: a deliberate fault for reliability tests (``relocate.faults``).
+        fault: a deliberate fault for reliability tests (``relocate.db.faults``).
         max_db_connections: the most connections the pipeline's DoFns hold at once, over
-            all workers (None: no cap; ``relocate.io.connection_cap``).
+            all workers (None: no cap; ``relocate.db.connection_cap``).
         dsn_secret: a Secret Manager secret holding the whole DSN (``dsn`` is then empty).
         password_secret: a Secret Manager secret holding the password for ``dsn``.
         secret_endpoint: ``HOST:PORT`` of a local Secret Manager API (tests only).
@@ -50,7 +50,7 @@ class ImportSettings:
     fault: str | None = None
     max_db_connections: int | None = None
     # Names of secrets, not their values: these are pickled into the pipeline, and the
-    # values are read only where a connection is opened (relocate.target).
+    # values are read only where a connection is opened (relocate.db.target).
     dsn_secret: str | None = None
     password_secret: str | None = None
     secret_endpoint: str | None = None

@@ -36,7 +36,7 @@ class TemplateParameterError(ValueError):
 
 def scope_parsers() -> dict[str, argparse.ArgumentParser]:
     """The parser of each ``relocate import <scope>`` subcommand."""
-    from relocate.cli import _parser
+    from relocate.cli.main import _parser
 
     def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
         (action,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -144,7 +144,7 @@ def cli_arguments(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the template's launcher; returns the exit status of the import."""
-    from relocate.cli import main as relocate_main
+    from relocate.cli.main import main as relocate_main
 
     try:
         arguments = cli_arguments(sys.argv[1:] if argv is None else argv)

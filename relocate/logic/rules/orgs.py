@@ -14,7 +14,7 @@ import json
 import secrets
 import time
 
-from relocate.io.sink import (
+from relocate.db.sink import (
     Collision,
     Handler,
     Item,
@@ -29,8 +29,8 @@ from relocate.io.sink import (
     record_side_effects,
     try_unique,
 )
-from relocate.rules.common import first_free, sha256_hex, slugify
-from relocate.rules.tokens import fresh_key, fresh_token, fresh_uuid
+from relocate.logic.rules.common import first_free, sha256_hex, slugify
+from relocate.logic.rules.tokens import fresh_key, fresh_token, fresh_uuid
 
 #: Sentry's reserved organization slugs (spec section 8; keep it data, not logic).
 RESERVED_ORG_SLUGS = frozenset(
@@ -393,13 +393,13 @@ class UserIpHandler(Handler):
     """``sentry.userip``: get-or-create per (user, ip), country/region from GeoIP."""
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
-        from relocate.rules.users import _user_was_merged
+        from relocate.logic.rules.users import _user_was_merged
 
         if _user_was_merged(ctx, item):
             raise RowDropped("its user was merged into an existing user (--merge-users)")
         geo = ctx.scratch.get("geoip")
         if geo is None:
-            from relocate.geoip import GeoIp
+            from relocate.logic.geoip import GeoIp
 
             geo = ctx.scratch["geoip"] = GeoIp(ctx.settings.geoip_db)
         country, region = geo.lookup(item.values.get("ip_address"))

@@ -29,12 +29,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from relocate.admission import LEGACY_OWNER_FIELDS, actor_owner, resolve_legacy_owner
-from relocate.convert import TableLayout
-from relocate.io.export_reader import Row
-from relocate.schemas.registry import Registry
-from relocate.settings import ImportSettings
-from relocate.transforms.admit import (
+from relocate.beam.admit import (
     FINDINGS,
     SKIPPED,
     AdmitRows,
@@ -42,8 +37,13 @@ from relocate.transforms.admit import (
     ResolveFilters,
     bad_row_finding,
 )
-from relocate.transforms.read import BAD, ReadExport, rows_of
-from relocate.transforms.write import WriteReports, WriteStage, connect
+from relocate.beam.read import BAD, ReadExport, rows_of
+from relocate.beam.write import WriteReports, WriteStage, connect
+from relocate.io.export_reader import Row
+from relocate.logic.admission import LEGACY_OWNER_FIELDS, actor_owner, resolve_legacy_owner
+from relocate.logic.convert import TableLayout
+from relocate.logic.settings import ImportSettings
+from relocate.schemas.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class _WipeFn(beam.DoFn):
 
     def process(self, _: Any, gate: int) -> Iterator[int]:
         if not gate:
-            from relocate.wipe import wipe_for_import
+            from relocate.db.wipe import wipe_for_import
 
             with connect(self._plan.settings) as conn:
                 wipe_for_import(conn, self._plan.registry, self._plan.settings.import_uuid)
@@ -108,7 +108,7 @@ class _FinishFn(beam.DoFn):
         if gate:
             yield gate
             return
-        from relocate.finish import finish_import
+        from relocate.db.finish import finish_import
 
         with connect(self._plan.settings) as conn:
             finish_import(conn, self._plan.settings, self._plan.registry)
@@ -128,7 +128,7 @@ class _ConcludeFn(beam.DoFn):
         self._plan = plan
 
     def process(self, _: Any) -> Iterator[int]:
-        from relocate.finish import conclude_import
+        from relocate.db.finish import conclude_import
         from relocate.io.outputs import open_output, write_findings, write_report
 
         settings, outputs = self._plan.settings, self._plan.outputs

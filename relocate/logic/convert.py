@@ -14,8 +14,8 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from relocate.io.export_reader import Row
+from relocate.logic.values import ValueProblem, coerce, column_kind
 from relocate.schemas.registry import ForeignKey, Registry
-from relocate.values import ValueProblem, coerce, column_kind
 
 
 class RowInvalid(ValueError):
@@ -100,7 +100,7 @@ def build_layouts(
     Args:
         registry: the model registry.
         field_map: model -> {export field: column}, from the schema (``tables.json``).
-        catalog: the target's catalog (``relocate.schemas.catalog.Catalog``).
+        catalog: the target's catalog (``relocate.db.catalog.Catalog``).
     """
     layouts: dict[str, TableLayout | None] = {}
     for model in registry.models:

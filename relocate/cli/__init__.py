@@ -1,0 +1,1 @@
+"""The command line (``relocate ...``) and the Dataflow Flex Template's entry."""
