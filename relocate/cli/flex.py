@@ -36,13 +36,13 @@ class TemplateParameterError(ValueError):
 
 def scope_parsers() -> dict[str, argparse.ArgumentParser]:
     """The parser of each ``relocate import <scope>`` subcommand."""
-    from relocate.cli.main import _parser
+    from relocate.cli.parser import build_parser
 
     def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
         (action,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         return dict(action.choices)
 
-    return subcommands(subcommands(_parser())["import"])
+    return subcommands(subcommands(build_parser())["import"])
 
 
 def parameter_name(option: str) -> str:

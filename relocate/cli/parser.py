@@ -1,0 +1,97 @@
+"""The argument parser of ``relocate``: every command and its flags."""
+
+from __future__ import annotations
+
+import argparse
+
+from relocate.cli.common import add_target_args, positive_int
+
+SCOPES = ("users", "organizations", "config", "global")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relocate",
+        description="Import Sentry exports into PostgreSQL with Apache Beam.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    imp = sub.add_parser("import", help="import an export in one of Sentry's four scopes")
+    scopes = imp.add_subparsers(dest="scope", required=True)
+    for scope in SCOPES:
+        p = scopes.add_parser(scope, help=f"import in the {scope} scope")
+        p.add_argument("src", metavar="SRC", help="export file, gs:// URI, or - for stdin")
+        p.set_defaults(usage_parser=p)
+        add_target_args(p)
+        p.add_argument(
+            "--import-uuid",
+            help="identity of the import (random when absent); rerun with the same value to resume",
+        )
+        p.add_argument("--decrypt-with", metavar="PRIVATE_KEY.pem")
+        p.add_argument("--decrypt-with-gcp-kms", metavar="CONFIG.json")
+        p.add_argument("--gcp-kms-endpoint", help=argparse.SUPPRESS)
+        p.add_argument("--findings-file", metavar="FILE")
+        p.add_argument(
+            "--report-file",
+            metavar="FILE",
+            help="write every skipped or dropped row, with its reason, as JSON",
+        )
+        p.add_argument("--no-prompt", action="store_true")
+        p.add_argument("--silent", action="store_true")
+        p.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
+        p.add_argument(
+            "--detach",
+            action="store_true",
+            help="submit the pipeline and exit without waiting (Dataflow): the job records "
+            "its outcome in relocate_import and writes the findings and report files itself",
+        )
+        p.add_argument(
+            "--max-db-connections",
+            type=positive_int,
+            metavar="N",
+            help="the most database connections the pipeline's workers hold at once "
+            "(default: no cap)",
+        )
+        p.add_argument("--inject-fault", help=argparse.SUPPRESS)
+        if scope != "global":
+            p.add_argument("--merge-users", action="store_true")
+        if scope == "users":
+            p.add_argument("--filter-usernames", default="")
+            p.add_argument("--filter-usernames-file", metavar="FILE")
+        if scope == "organizations":
+            p.add_argument("--filter-org-slugs", default="")
+        if scope == "config":
+            p.add_argument("--overwrite-configs", action="store_true")
+        if scope in ("global", "organizations"):
+            p.add_argument(
+                "--geoip-db",
+                metavar="PATH",
+                help="MaxMind database for user IP country and region codes",
+            )
+
+    schema = sub.add_parser("schema", help="the target schema")
+    schema_sub = schema.add_subparsers(dest="action", required=True)
+    create = schema_sub.add_parser("create", help="create the Sentry-compatible schema")
+    add_target_args(create)
+    schema_sub.add_parser("sql", help="print the schema's DDL")
+
+    local = sub.add_parser("local-db", help="the embedded local PostgreSQL cluster")
+    local.add_argument("action", choices=("start", "stop", "status"))
+
+    rollback = sub.add_parser(
+        "rollback", help="remove what one import inserted and restore what it overwrote"
+    )
+    rollback.add_argument("--import-uuid", required=True)
+    add_target_args(rollback)
+
+    from relocate.generate import register as register_generate
+
+    register_generate(sub)
+
+    try:
+        from relocate.cli.backup import register
+    except ImportError:  # pragma: no cover - the backup commands are optional
+        register = None
+    if register is not None:
+        register(sub)
+    return parser
