@@ -30,7 +30,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from relocate.cli import backup as backup_cli
-from relocate.io import crypto
 from relocate.io.crypto import (
     DECRYPT_FLAG_REQUIRED,
     DECRYPT_FLAGS_EXCLUSIVE,
@@ -48,7 +47,9 @@ from relocate.io.crypto import (
     UsageError,
     crc32c,
     decrypt_to,
+    decryption,
     encrypt_export,
+    fernet_stream,
     input_kind_error,
     is_probably_plain_json,
     is_probably_tarball,
@@ -288,7 +289,7 @@ def test_tarball_layout_matches_sentry(rsa_key: rsa.RSAPrivateKey) -> None:
     # The token is plain URL-safe base64 with a 0x80 version byte.
     token = contents["export.json"]
     assert base64.urlsafe_b64decode(token)[0] == 0x80
-    assert len(token) == crypto._fernet_token_length(len(EXPORT))
+    assert len(token) == fernet_stream._fernet_token_length(len(EXPORT))
     assert len(rsa_key.decrypt(contents["data.key"], OAEP)) == 44
 
 
@@ -335,7 +336,7 @@ def test_base64_stream_decoder_matches_reference_on_any_chunking() -> None:
         for _ in range(20):
             cuts = sorted(rng.sample(range(len(encoded) + 1), min(3, len(encoded) + 1)))
             pieces = [encoded[a:b] for a, b in zip([0, *cuts], [*cuts, len(encoded)], strict=True)]
-            decoded = b"".join(crypto._b64decode_chunks(pieces))
+            decoded = b"".join(fernet_stream._b64decode_chunks(pieces))
             assert decoded == base64.urlsafe_b64decode(encoded)
 
 
@@ -368,14 +369,14 @@ def test_non_seekable_source_spools_only_ciphertext(
     data = b'[{"secret": "' + b"s3cr3t-marker" * 1000 + b'"}]'
     tarball = encrypt(data, public_key_pem=_public_pem(rsa_key))
     spools: list[BinaryIO] = []
-    real_temporary_file = crypto.tempfile.TemporaryFile
+    real_temporary_file = decryption.tempfile.TemporaryFile
 
     def recording_temporary_file(*args: object, **kwargs: object) -> BinaryIO:
         spool = real_temporary_file(*args, **kwargs)  # type: ignore[call-overload]
         spools.append(spool)
         return spool
 
-    monkeypatch.setattr(crypto.tempfile, "TemporaryFile", recording_temporary_file)
+    monkeypatch.setattr(decryption.tempfile, "TemporaryFile", recording_temporary_file)
     with open_plaintext(NonSeekable(tarball), spec) as plaintext:  # type: ignore[arg-type]
         assert plaintext.read() == data
         assert len(spools) == 1
