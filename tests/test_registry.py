@@ -25,13 +25,11 @@ def registry() -> Registry:
     return Registry.load()
 
 
-def test_committed_registry_matches_generation(sentry_deps):
+def test_committed_registry_matches_generation(sentry_deps, sentry_columns):
     """The committed file is exactly what the generator makes of the fixtures."""
     from relocate.schemas.tables_build import self_references
 
-    from .conftest import SHARED
-
-    columns = json.loads((SHARED / "docs" / "sentry-columns.json").read_text())
+    columns = json.loads(sentry_columns.read_text())
     detailed, sorted_names = sentry_deps
     generated = build_registry(detailed, sorted_names, self_references(columns))
     committed = json.loads(

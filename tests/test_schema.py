@@ -171,8 +171,8 @@ def test_self_references_finds_fk_to_own_table() -> None:
     assert refs == {"app.node": ["parent_id", "root_id"]}
 
 
-def test_self_references_of_sentry_columns_is_empty(fixtures_dir: Path) -> None:
-    columns = json.loads((fixtures_dir.parents[1] / "docs" / "sentry-columns.json").read_text())
+def test_self_references_of_sentry_columns_is_empty(sentry_columns: Path) -> None:
+    columns = json.loads(sentry_columns.read_text())
     assert self_references(columns) == {}
 
 
@@ -240,10 +240,9 @@ def test_constraint_name_fits_postgres_limit() -> None:
     assert constraint_name("a", "b") == "a_b"
 
 
-def test_committed_files_are_up_to_date(fixtures_dir: Path) -> None:
-    shared = fixtures_dir.parents[1]
+def test_committed_files_are_up_to_date(fixtures_dir: Path, sentry_columns: Path) -> None:
     deps = fixtures_dir / "model_dependencies"
-    columns = json.loads((shared / "docs" / "sentry-columns.json").read_text())
+    columns = json.loads(sentry_columns.read_text())
     registry_doc = build_registry(
         json.loads((deps / "detailed.json").read_text()),
         json.loads((deps / "sorted.json").read_text()),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from relocate.db.sink import bigint_array, model_array
+from relocate.db.sql_literals import bigint_array, model_array
 
 
 def test_bigint_array_round_trips_through_postgres(db_dsn):

@@ -9,12 +9,13 @@ report entries; rows that fail validation go to ``findings``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 
 from relocate.beam.read import rows_of
-from relocate.db.sink import Finding
+from relocate.db.handler import Finding
 from relocate.io.export_reader import BadRow, Row
 from relocate.logic.admission import (
     Filters,
@@ -52,15 +53,17 @@ def bad_row_finding(bad: BadRow) -> Finding:
     )
 
 
+@dataclass(eq=False)
 class ResolveFilters(beam.PTransform):
     """Computes the import's allow-lists from the parsed rows, whatever their order.
 
     Returns a PCollection holding one ``Filters`` (for use with ``AsSingleton``).
     """
 
-    def __init__(self, settings: ImportSettings) -> None:
+    settings: ImportSettings
+
+    def __post_init__(self) -> None:
         super().__init__()
-        self.settings = settings
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         settings = self.settings
@@ -111,13 +114,14 @@ class ResolveFilters(beam.PTransform):
         )
 
 
+@dataclass(eq=False)
 class _AdmitFn(beam.DoFn):
-    def __init__(
-        self, registry: Registry, settings: ImportSettings, removed_models: frozenset[str]
-    ) -> None:
-        self._registry = registry
-        self._settings = settings
-        self._removed = removed_models
+    _registry: Registry
+    _settings: ImportSettings
+    _removed: frozenset[str]
+
+    def __post_init__(self) -> None:
+        super().__init__()
 
     def process(self, batch: tuple[str, list[tuple]], filters: Filters) -> Iterator[Any]:
         model, elements = batch
@@ -133,22 +137,18 @@ class _AdmitFn(beam.DoFn):
             yield (model, admitted)
 
 
+@dataclass(eq=False)
 class AdmitRows(beam.PTransform):
     """Splits batches of rows into batches of admitted rows (main) and report entries
     (``skipped``)."""
 
-    def __init__(
-        self,
-        registry: Registry,
-        settings: ImportSettings,
-        removed_models: frozenset[str],
-        filters: beam.PCollection,
-    ) -> None:
+    registry: Registry
+    settings: ImportSettings
+    removed_models: frozenset[str]
+    filters: beam.PCollection
+
+    def __post_init__(self) -> None:
         super().__init__()
-        self.registry = registry
-        self.settings = settings
-        self.removed_models = removed_models
-        self.filters = filters
 
     def expand(self, rows: beam.PCollection) -> Any:
         return rows | beam.ParDo(
@@ -157,16 +157,14 @@ class AdmitRows(beam.PTransform):
         ).with_outputs(SKIPPED, main="admitted")
 
 
+@dataclass(eq=False)
 class _ConvertFn(beam.DoFn):
-    def __init__(
-        self,
-        layouts: dict[str, TableLayout | None],
-        settings: ImportSettings,
-        tables: dict[str, str],
-    ) -> None:
-        self._layouts = layouts
-        self._settings = settings
-        self._tables = tables  # model -> Sentry's table name, to name a missing table
+    _layouts: dict[str, TableLayout | None]
+    _settings: ImportSettings
+    _tables: dict[str, str]  # model -> Sentry's table name, to name a missing table
+
+    def __post_init__(self) -> None:
+        super().__init__()
 
     def setup(self) -> None:
         from relocate.logic.rules import build_handlers
@@ -207,20 +205,17 @@ class _ConvertFn(beam.DoFn):
             yield pack_converted(model, converted_rows)
 
 
+@dataclass(eq=False)
 class ConvertRows(beam.PTransform):
     """Converts batches of admitted rows to packed batches of target columns
     (``relocate.logic.convert.PackedBatch``); ``findings`` holds validation errors."""
 
-    def __init__(
-        self,
-        layouts: dict[str, TableLayout | None],
-        settings: ImportSettings,
-        tables: dict[str, str],
-    ) -> None:
+    layouts: dict[str, TableLayout | None]
+    settings: ImportSettings
+    tables: dict[str, str]
+
+    def __post_init__(self) -> None:
         super().__init__()
-        self.layouts = layouts
-        self.settings = settings
-        self.tables = tables
 
     def expand(self, rows: beam.PCollection) -> Any:
         return rows | beam.ParDo(_ConvertFn(self.layouts, self.settings, self.tables)).with_outputs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -34,13 +35,16 @@ def open_source(path: str) -> Any:
     return FileSystems.open(path, compression_type="uncompressed")
 
 
+@dataclass(eq=False)
 class _ReadExportFn(beam.DoFn):
     """Reads one export; emits batches ``(model, [Row tuple, ...])`` of rows of one model
     on the main output, and ``BadRow`` on ``bad``."""
 
-    def __init__(self, decryption: Any | None, known_models: frozenset[str]) -> None:
-        self._decryption = decryption
-        self._known = known_models
+    _decryption: Any | None
+    _known: frozenset[str]
+
+    def __post_init__(self) -> None:
+        super().__init__()
 
     def setup(self) -> None:
         self._rows = Metrics.counter("relocate", "rows_read")
@@ -93,6 +97,7 @@ class _ReadExportFn(beam.DoFn):
         return (model, batch)
 
 
+@dataclass(eq=False)
 class ReadExport(beam.PTransform):
     """Reads the export at ``path``.
 
@@ -100,11 +105,12 @@ class ReadExport(beam.PTransform):
     of at most ``ROWS_PER_ELEMENT`` rows of one model, ``bad`` holds ``BadRow``s.
     """
 
-    def __init__(self, path: str, decryption: Any | None, known_models: frozenset[str]) -> None:
+    path: str
+    decryption: Any | None
+    known_models: frozenset[str]
+
+    def __post_init__(self) -> None:
         super().__init__()
-        self.path = path
-        self.decryption = decryption
-        self.known_models = known_models
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
         return (

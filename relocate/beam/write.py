@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -80,18 +81,15 @@ class _PostgresFn(beam.DoFn):
             self.drop_connection()
 
 
+@dataclass(eq=False)
 class _WriteStageFn(_PostgresFn):
-    def __init__(
-        self,
-        stage: int,
-        registry: Registry,
-        settings: ImportSettings,
-        layouts: dict[str, TableLayout | None],
-    ) -> None:
-        self._stage = stage
-        self._registry = registry
-        self._settings = settings
-        self._layouts = layouts
+    _stage: int
+    _registry: Registry
+    _settings: ImportSettings
+    _layouts: dict[str, TableLayout | None]
+
+    def __post_init__(self) -> None:
+        super().__init__()
 
     def setup(self) -> None:
         from relocate.logic.rules import build_handlers
@@ -166,6 +164,7 @@ def _add(results: list[dict], total: int) -> int:
     return total + sum(r["errors"] for r in results)
 
 
+@dataclass(eq=False)
 class WriteStage(beam.PTransform):
     """Writes the rows of one stage once ``gate`` (findings so far) is known.
 
@@ -173,20 +172,14 @@ class WriteStage(beam.PTransform):
     this stage.
     """
 
-    def __init__(
-        self,
-        stage: int,
-        registry: Registry,
-        settings: ImportSettings,
-        layouts: dict[str, TableLayout | None],
-        gate: beam.PCollection,
-    ) -> None:
+    stage: int
+    registry: Registry
+    settings: ImportSettings
+    layouts: dict[str, TableLayout | None]
+    gate: beam.PCollection
+
+    def __post_init__(self) -> None:
         super().__init__()
-        self.stage = stage
-        self.registry = registry
-        self.settings = settings
-        self.layouts = layouts
-        self.gate = gate
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         results = rows | "Write" >> beam.ParDo(
@@ -200,12 +193,15 @@ class WriteStage(beam.PTransform):
         )
 
 
+@dataclass(eq=False)
 class _WriteReportsFn(_PostgresFn):
     """Writes report entries (skipped rows, findings) to ``relocate_report`` in batches."""
 
-    def __init__(self, settings: ImportSettings, batch_size: int = 5000) -> None:
-        self._settings = settings
-        self._batch_size = batch_size
+    _settings: ImportSettings
+    _batch_size: int = 5000
+
+    def __post_init__(self) -> None:
+        super().__init__()
 
     def start_bundle(self) -> None:
         self._buffer: list[tuple] = []
@@ -228,12 +224,14 @@ class _WriteReportsFn(_PostgresFn):
         return len(entries)
 
 
+@dataclass(eq=False)
 class WriteReports(beam.PTransform):
     """Stores report entries; returns the number stored (one element)."""
 
-    def __init__(self, settings: ImportSettings) -> None:
+    settings: ImportSettings
+
+    def __post_init__(self) -> None:
         super().__init__()
-        self.settings = settings
 
     def expand(self, entries: beam.PCollection) -> beam.PCollection:
         return (

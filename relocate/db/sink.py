@@ -12,6 +12,7 @@ Per batch (spec section 10.2, made per row, see DESIGN.md "Invariants"):
    the ledger what became of each (Inserted, Existing, Overwrite) and commit.
 
 Identifiers in SQL come from the registry and the target's catalog, never from the export.
+What a model's rules see of a batch (rows, context, helpers) is ``relocate.db.handler``.
 """
 
 from __future__ import annotations
@@ -19,85 +20,32 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from relocate.db.faults import FaultPlan, InjectedFault
+from relocate.db.handler import (
+    EXISTING,
+    INSERTED,
+    Finding,
+    Handler,
+    Item,
+    LedgerEntry,
+    RowDropped,
+    RowFailed,
+    WriteContext,
+    ledger_refs,
+    rewrite_foreign_keys,
+)
+from relocate.db.sql_literals import bigint_array, model_array
 from relocate.logic.convert import Converted, TableLayout
 from relocate.logic.settings import ImportSettings
-from relocate.schemas.registry import ForeignKey, ModelInfo, Registry
+from relocate.schemas.registry import ModelInfo, Registry
 
 log = logging.getLogger("relocate.sink")
-
-INSERTED = "Inserted"
-EXISTING = "Existing"
-OVERWRITE = "Overwrite"
-
-
-class RowDropped(Exception):
-    """The row is not written (reported with the reason)."""
-
-
-class Collision(Exception):
-    """A unique value was taken between its check and its insert (a concurrent batch)."""
-
-
-class RowFailed(Exception):
-    """The row cannot be written: a finding that aborts the import."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    new_pk: int
-    kind: str
-    slug: str | None = None
-
-
-@dataclass
-class Item:
-    """A row being written: its values, and what became of it."""
-
-    ordinal: int
-    old_pk: int
-    values: dict[str, Any]
-    new_pk: int | None = None
-    kind: str = INSERTED
-    slug: str | None = None
-    previous: dict[str, Any] | None = None
-    #: The row's values as converted, foreign keys still holding source pks.
-    source: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Finding:
-    """Sentry's RpcImportError finding (spec 9)."""
-
-    kind: str
-    model: str
-    ordinal: int | None
-    left_pk: Any
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "finding": "RpcImportError",
-            "kind": self.kind,
-            "left_pk": self.left_pk,
-            "on": {"model": self.model, "ordinal": self.ordinal},
-            "reason": self.reason,
-            "right_pk": None,
-        }
 
 
 @dataclass
@@ -114,317 +62,6 @@ class BatchResult:
     skipped: int = 0
     already: int = 0
     errors: int = 0
-
-
-@dataclass
-class WriteContext:
-    """Everything a model handler needs while writing one batch."""
-
-    cur: psycopg.Cursor
-    settings: ImportSettings
-    registry: Registry
-    model: ModelInfo
-    layout: TableLayout
-    lookup: dict[tuple[str, int], LedgerEntry]
-    layouts: dict[str, TableLayout | None]
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    #: The row being written (per-row paths) or the rows of the running COPY, so that a
-    #: database error can name the row that caused it.
-    current: Item | None = None
-    copy_group: Sequence[Item] = ()
-    _existing: dict[str, frozenset[int]] = field(default_factory=dict)
-    #: Per-batch memory of the rules.
-    scratch: dict[str, Any] = field(default_factory=dict)
-    #: The batch's rows as converted (for per-batch lookups such as ``is_free``).
-    batch: Sequence[Converted] = ()
-    _taken: dict[str, set[str]] = field(default_factory=dict)
-    _given: dict[str, set[str]] = field(default_factory=dict)
-
-    def is_free(self, column: str, value: Any) -> bool:
-        """Whether ``value`` is free for the unique ``column``; if so, it is reserved.
-
-        Taken means: already in the table (one query per column and batch, for all the
-        batch's values at once) or given to an earlier row of this batch.
-        """
-        text = str(value)
-        given = self._given.setdefault(column, set())
-        if text in given or text in self._existing_values(column):
-            return False
-        given.add(text)
-        return True
-
-    def reserve(self, column: str, value: Any) -> None:
-        """Marks a newly generated value as given, so no later row of the batch takes it."""
-        self._given.setdefault(column, set()).add(str(value))
-
-    def _existing_values(self, column: str) -> set[str]:
-        if column not in self._taken:
-            values = sorted({str(v) for r in self.batch if (v := r.values.get(column)) is not None})
-            found: set[str] = set()
-            if values:
-                col = self.layout.column(column)
-                cast = "uuid[]" if col is not None and col.kind == "uuid" else "text[]"
-                query = sql.SQL("SELECT {c}::text FROM {t} WHERE {c} = ANY(%s::{cast})").format(
-                    c=sql.Identifier(column),
-                    t=sql.Identifier(self.layout.table),
-                    cast=sql.SQL(cast),
-                )
-                found = {r[0] for r in self.cur.execute(query, (values,))}
-            self._taken[column] = found
-        return self._taken[column]
-
-    def existing_targets(self, model: str) -> frozenset[int]:
-        """New pks of this batch's referenced rows of ``model`` that were Existing."""
-        if model not in self._existing:
-            self._existing[model] = frozenset(
-                e.new_pk for (m, _), e in self.lookup.items() if m == model and e.kind == EXISTING
-            )
-        return self._existing[model]
-
-    def target(self, model: str, old_pk: Any) -> LedgerEntry | None:
-        if not isinstance(old_pk, int) or isinstance(old_pk, bool):
-            return None
-        return self.lookup.get((model, old_pk))
-
-    def table_of(self, model: str) -> str:
-        return self.registry[model].table
-
-
-# ---------------------------------------------------------------------------------------
-# SQL helpers
-
-
-def adapt(value: Any, kind: str) -> Any:
-    """Wraps values for psycopg (JSON columns need Jsonb)."""
-    if value is None:
-        return None
-    if kind == "json":
-        return value if isinstance(value, Jsonb) else Jsonb(value)
-    return value
-
-
-def try_unique(ctx: WriteContext, action: Callable[[], None]) -> bool:
-    """Runs ``action`` under a savepoint; on a unique violation undoes it, returns False.
-
-    For check-then-insert rules (usernames, slugs): a concurrent batch can take the
-    value between the check and the insert, and the rule then tries the next value.
-    """
-    ctx.cur.execute("SAVEPOINT relocate_unique")
-    try:
-        action()
-    except (psycopg.errors.UniqueViolation, Collision):
-        ctx.cur.execute("ROLLBACK TO SAVEPOINT relocate_unique")
-        return False
-    ctx.cur.execute("RELEASE SAVEPOINT relocate_unique")
-    return True
-
-
-def insert_row(
-    ctx: WriteContext, item: Item, table: str | None = None, layout: TableLayout | None = None
-) -> None:
-    """Inserts one row with its claimed id (for models written row by row)."""
-    layout = layout or ctx.layout
-    table = table or layout.table
-    kinds = {c.column: c.kind for c in layout.columns}
-    columns = ["id", *item.values]
-    query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-    )
-    params = [item.new_pk, *(adapt(v, kinds.get(c, "")) for c, v in item.values.items())]
-    ctx.current = item
-    ctx.cur.execute(query, params)
-
-
-def update_rows(ctx: WriteContext, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
-    """Overwrites columns of existing rows: one pipelined statement per column set."""
-    kinds = {c.column: c.kind for c in ctx.layout.columns}
-    groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
-    for row_id, values in updates:
-        if values:
-            groups.setdefault(tuple(values), []).append((row_id, values))
-    for columns, group in groups.items():
-        query = sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
-            sql.Identifier(ctx.layout.table),
-            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns),
-        )
-        ctx.cur.executemany(
-            query,
-            [[*(adapt(v[c], kinds.get(c, "")) for c in columns), row_id] for row_id, v in group],
-        )
-
-
-def select_row(ctx: WriteContext, row_id: int, columns: Iterable[str]) -> dict[str, Any]:
-    cols = list(columns)
-    query = sql.SQL("SELECT {} FROM {} WHERE id = %s").format(
-        sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Identifier(ctx.layout.table)
-    )
-    row = ctx.cur.execute(query, [row_id]).fetchone()
-    return dict(zip(cols, row)) if row else {}
-
-
-def find_existing(
-    ctx: WriteContext,
-    columns: dict[str, Any],
-    table: str | None = None,
-    ci_columns: frozenset[str] = frozenset(),
-) -> int | None:
-    """The id of a row with these column values (case-insensitive for ``ci_columns``)."""
-    conds = []
-    params = []
-    for col, value in columns.items():
-        if value is None:
-            conds.append(sql.SQL("{} IS NULL").format(sql.Identifier(col)))
-        elif col in ci_columns:
-            conds.append(sql.SQL("lower({}) = lower(%s)").format(sql.Identifier(col)))
-            params.append(value)
-        else:
-            conds.append(sql.SQL("{} = %s").format(sql.Identifier(col)))
-            params.append(value)
-    query = sql.SQL("SELECT id FROM {} WHERE {} ORDER BY id LIMIT 1").format(
-        sql.Identifier(table or ctx.layout.table), sql.SQL(" AND ").join(conds)
-    )
-    row = ctx.cur.execute(query, params).fetchone()
-    return row[0] if row else None
-
-
-def record_side_effects(ctx: WriteContext, table: str, ids: Iterable[int]) -> None:
-    """Remembers rows created beside the export's rows, for rollback."""
-    ids = [i for i in ids if i is not None]
-    if ids:
-        ctx.cur.execute(
-            "INSERT INTO relocate_side_effect (import_uuid, table_name, row_id) "
-            "SELECT %s, %s, unnest(%s::bigint[]) ON CONFLICT DO NOTHING",
-            (ctx.settings.import_uuid, table, bigint_array(ids)),
-        )
-
-
-def insert_side_effect(ctx: WriteContext, table: str, values: dict[str, Any]) -> int | None:
-    """Inserts one side-effect row unless it collides; records it; returns its id."""
-    query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING RETURNING id").format(
-        sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, values)),
-        sql.SQL(", ").join(sql.Placeholder() * len(values)),
-    )
-    row = ctx.cur.execute(query, list(values.values())).fetchone()
-    if row is None:
-        return None
-    record_side_effects(ctx, table, [row[0]])
-    return row[0]
-
-
-def insert_side_effects(
-    ctx: WriteContext, statement: str, params: Sequence[Any], table: str
-) -> list[int]:
-    """Runs an ``INSERT ... SELECT`` of side-effect rows (colliding rows skipped); records
-    the rows it created, for rollback; returns their ids."""
-    query = statement + " ON CONFLICT DO NOTHING RETURNING id"
-    ids = [r[0] for r in ctx.cur.execute(query, params)]  # type: ignore[arg-type]
-    record_side_effects(ctx, table, ids)
-    return ids
-
-
-def copy_rows(ctx: WriteContext, items: Sequence[Item]) -> None:
-    """Writes rows with their claimed ids through COPY (the fast path)."""
-    kinds = {c.column: c.kind for c in ctx.layout.columns}
-    groups: dict[tuple[str, ...], list[Item]] = {}
-    for item in items:
-        groups.setdefault(tuple(item.values), []).append(item)
-    for columns, group in groups.items():
-        query = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(ctx.layout.table),
-            sql.SQL(", ").join(map(sql.Identifier, ["id", *columns])),
-        )
-        col_kinds = [kinds.get(c, "") for c in columns]
-        ctx.current = None
-        ctx.copy_group = group
-        with ctx.cur.copy(query) as copy:
-            for item in group:
-                copy.write_row(
-                    [item.new_pk, *(adapt(item.values[c], k) for c, k in zip(columns, col_kinds))]
-                )
-
-
-# ---------------------------------------------------------------------------------------
-# Model handlers: the default, and the base class of the per-model rules.
-
-
-class Handler:
-    """Default behaviour of a model: FK rewrite, plain insert, ImportKind Inserted."""
-
-    #: FK columns that are nulled, not dropped, when their target was not imported.
-    null_when_missing: frozenset[str] = frozenset()
-
-    def validate(self, row: Converted, settings: ImportSettings) -> None:
-        """Sentry's own validation of the model (pure, before any write).
-
-        Raises:
-            RowInvalid: the row fails validation (a ValidationError finding).
-        """
-
-    def prepare(self, ctx: WriteContext, item: Item) -> None:
-        """Normalises one row after its foreign keys are rewritten.
-
-        Raises:
-            RowDropped: the row is not imported.
-        """
-
-    def write(self, ctx: WriteContext, items: list[Item]) -> None:
-        """Writes the claimed rows; sets each item's kind and new pk where they change."""
-        copy_rows(ctx, items)
-
-
-def rewrite_foreign_keys(ctx: WriteContext, item: Item, handler: Handler) -> None:
-    """Replaces source pks by new pks, or drops the row (spec 5.2)."""
-    for column, fk in ctx.layout.foreign_keys:
-        value = item.values.get(column)
-        if value is None:
-            continue
-        if column in ctx.layout.self_references:
-            continue  # written NULL and fixed up after the stage
-        entry = None if fk.excluded else ctx.target(fk.target, value)
-        if entry is None:
-            if column in handler.null_when_missing:
-                item.values[column] = None
-                continue
-            why = "is excluded from relocation" if fk.excluded else "was not imported"
-            raise RowDropped(f"`{fk.field}` points at {fk.target} pk {value}, which {why}")
-        item.values[column] = entry.new_pk
-
-
-def ledger_refs(layout: TableLayout, rows: Iterable[Converted]) -> set[tuple[str, int]]:
-    refs: set[tuple[str, int]] = set()
-    fks: list[tuple[str, ForeignKey]] = [
-        (c, fk) for c, fk in layout.foreign_keys if not fk.excluded
-    ]
-    for row in rows:
-        for column, fk in fks:
-            value = row.values.get(column)
-            if isinstance(value, int) and not isinstance(value, bool):
-                refs.add((fk.target, value))
-    return refs
-
-
-def bigint_array(values: Iterable[int]) -> str:
-    """A PostgreSQL array literal of integers, for ``%s::bigint[]``.
-
-    psycopg adapts a Python list element by element in Python; one string is ~10x
-    cheaper for the thousands of keys a batch sends.
-    """
-    return "{" + ",".join(map(str, map(int, values))) + "}"
-
-
-_MODEL_NAME = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
-
-
-def model_array(names: Iterable[str]) -> str:
-    """A PostgreSQL array literal of model names (registry names: nothing to quote)."""
-    names = list(names)
-    for name in names:
-        if not _MODEL_NAME.match(name):
-            raise ValueError(f"not a model name: {name!r}")
-    return "{" + ",".join(names) + "}"
 
 
 def load_lookup(

@@ -1,11 +1,11 @@
 """Per-model import rules: how each Sentry model is normalised and written.
 
-Models without an entry use ``relocate.db.sink.Handler`` (FK rewrite, plain insert).
+Models without an entry use ``relocate.db.handler.Handler`` (FK rewrite, plain insert).
 """
 
 from __future__ import annotations
 
-from relocate.db.sink import Handler
+from relocate.db.handler import Handler
 from relocate.logic.rules.config import ApiTokenHandler, OverwritableConfigHandler
 from relocate.logic.rules.orgs import org_handlers
 from relocate.logic.rules.users import (

@@ -8,7 +8,7 @@ tokens get new token values when theirs collide.
 
 from __future__ import annotations
 
-from relocate.db.sink import (
+from relocate.db.handler import (
     EXISTING,
     OVERWRITE,
     Handler,

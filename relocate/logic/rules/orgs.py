@@ -14,7 +14,7 @@ import json
 import secrets
 import time
 
-from relocate.db.sink import (
+from relocate.db.handler import (
     Collision,
     Handler,
     Item,

@@ -11,7 +11,7 @@ import json
 import zoneinfo
 from functools import lru_cache
 
-from relocate.db.sink import (
+from relocate.db.handler import (
     EXISTING,
     Handler,
     Item,
