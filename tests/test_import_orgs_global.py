@@ -37,6 +37,8 @@ FOUR_USERS = (
     "user-with-superadmin-no-roles.json",
 )
 
+pytestmark = pytest.mark.acceptance
+
 
 def org(pk, slug, name=None, status=0):
     return row("sentry.organization", pk, name=name or slug, slug=slug, status=status,

