@@ -1,5 +1,5 @@
 """``python -m relocate.generate OUT --rows N ...``: the command without the CLI."""
 
-from relocate.generate.engine import main
+from relocate.generate.cli import main
 
 raise SystemExit(main())
