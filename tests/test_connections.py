@@ -123,6 +123,7 @@ def _generated_export(tmp_path: Path, rows: int) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_cap_holds_across_several_multi_processing_workers(db_dsn, tmp_path):
     """Three worker processes, two slots, one of them held by the test for a while: the
     import waits for it, never holds more than the cap, and completes."""
@@ -179,6 +180,7 @@ def test_max_db_connections_must_be_positive(db_dsn, tmp_path, capsys):
     assert "--max-db-connections: wants a whole number of at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_release_snapshot_imports_alike_on_two_multi_processing_workers(
     db_dsn, another_db_dsn, fixtures_dir
 ):

@@ -871,6 +871,7 @@ def _probe(*args: str) -> dict[str, float | str]:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_50_mb_export_in_bounded_memory(tmp_path: Path, key_files: dict[str, Path]) -> None:
     plain = tmp_path / "export.json"
     row = (

@@ -38,6 +38,8 @@ from relocate.schemas.removed import REMOVED_MODELS
 
 from .helpers import run_cli
 
+pytestmark = pytest.mark.slow
+
 try:
     from apache_beam.runners.dataflow.internal import apiclient
 except ImportError:  # without the [gcp] extra

@@ -118,6 +118,7 @@ def test_a_data_directory_of_another_major_version_gets_matching_binaries_or_a_c
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_quick_start_on_a_machine_without_system_postgres():
     """The README's quick start with the system's server and its `postgres` user hidden.
 

@@ -154,6 +154,8 @@ def check_report(case: Case, rows: list[dict]) -> None:
 
 def _param(case: Case) -> Any:
     marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
+    if case.isolated:  # a subprocess per case, watched for hangs and memory
+        marks.append(pytest.mark.slow)
     return pytest.param(case, id=case.name, marks=marks)
 
 
@@ -248,6 +250,7 @@ def _unknown_rows_export(path: Path, junk_bytes: int, rows: int = 50_000) -> Pat
     return path
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_the_garbage_of_unknown_rows(db_dsn: str, tmp_path: Path) -> None:
     """50,000 unknown rows with 2 KB of junk each (100 MB) cost about what empty ones do."""
     runs = []

@@ -298,6 +298,7 @@ def run_and_check(
 # Property: whatever the rows say, users and organizations imports grant nothing.
 
 
+@pytest.mark.slow
 @FEW
 @given(
     scope=st.sampled_from(["users", "organizations"]),
@@ -350,6 +351,7 @@ def test_user_rows_never_grant_privileges(
 ADMIN_VARIANTS = st.sampled_from(["admin", "admin", "Admin", "ADMIN", "admin ", ""])
 
 
+@pytest.mark.slow
 @FEW
 @given(
     scope=st.sampled_from(["users", "organizations"]),

@@ -49,6 +49,8 @@ from .canonical import (
 from .conftest import TEMPLATE_DB
 from .helpers import TS, import_export, query, row, run_cli, scalar, write_export
 
+pytestmark = pytest.mark.slow
+
 REPORT_PATH = Path("/tmp/relocate-reliability.json")
 _SCRIPT = Path(sys.executable).parent / "relocate"
 RELOCATE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "relocate.cli.main"]
