@@ -33,6 +33,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",  # the suite runs one worker per core (pyproject addopts)
             "hypothesis>=6.100,<7",
             "ruff>=0.6",
             "mmdb-writer>=0.2,<1",  # writes the MaxMind databases the GeoIP tests read

@@ -30,7 +30,8 @@ FIXTURES = Path(os.environ.get("SENTRY_FIXTURES") or _SHARED / "fixtures" / "sen
 SENTRY_COLUMNS = Path(
     os.environ.get("SENTRY_COLUMNS") or _SHARED / "docs" / "sentry-columns.json"
 )
-TEMPLATE_DB = "relocate_template"
+#: Per xdist worker, so that workers sharing one server (``TEST_PG_DSN``) keep apart.
+TEMPLATE_DB = f"relocate_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 def _require(path: Path, what: str, variable: str) -> Path:
