@@ -3,7 +3,8 @@
 Thin DoFns over ``relocate.logic.admission`` and ``relocate.logic.convert``. Rows travel in batches
 ``(model, [row tuple, ...])`` of one model (``relocate.beam.read``); each batch
 comes out as one batch of what passed. Skipped rows go to the ``skipped`` output as
-report entries; rows that fail validation go to ``findings``.
+report entries; rows that fail validation (in Admit: a value of the wrong shape) go to
+``findings``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from relocate.logic.admission import (
     Filters,
     member_user_pk,
     org_pks_with_slugs,
+    resolve_legacy_owner,
     skip_reason,
     user_email_if_selected,
 )
@@ -123,14 +125,24 @@ class _AdmitFn(beam.DoFn):
     def __post_init__(self) -> None:
         super().__init__()
 
-    def process(self, batch: tuple[str, list[tuple]], filters: Filters) -> Iterator[Any]:
+    def process(
+        self, batch: tuple[str, list[tuple]], filters: Filters, actors: dict | None = None
+    ) -> Iterator[Any]:
         model, elements = batch
         admitted = []
         for element in elements:
             row = Row._make(element)
-            reason = skip_reason(row, self._registry, self._settings, filters, self._removed)
+            try:
+                reason = skip_reason(row, self._registry, self._settings, filters, self._removed)
+                if reason is None and actors is not None:
+                    row = resolve_legacy_owner(row, actors)
+            except RowInvalid as exc:
+                yield beam.pvalue.TaggedOutput(
+                    FINDINGS, Finding("ValidationError", row.model, row.ordinal, row.pk, str(exc))
+                )
+                continue
             if reason is None:
-                admitted.append(element)
+                admitted.append(tuple(row))
             else:
                 yield beam.pvalue.TaggedOutput(SKIPPED, report_entry(row, "skipped", reason))
         if admitted:
@@ -139,22 +151,29 @@ class _AdmitFn(beam.DoFn):
 
 @dataclass(eq=False)
 class AdmitRows(beam.PTransform):
-    """Splits batches of rows into batches of admitted rows (main) and report entries
-    (``skipped``)."""
+    """Splits batches of rows into batches of admitted rows (main), report entries
+    (``skipped``) and ValidationError findings (``findings``).
+
+    With ``actors`` (a PCollection of ``(actor pk, (user pk, team pk))``), the legacy
+    ``owner`` of admitted rows is resolved (``relocate.logic.admission``).
+    """
 
     registry: Registry
     settings: ImportSettings
     removed_models: frozenset[str]
     filters: beam.PCollection
+    actors: beam.PCollection | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
 
     def expand(self, rows: beam.PCollection) -> Any:
+        side = {"filters": beam.pvalue.AsSingleton(self.filters)}
+        if self.actors is not None:
+            side["actors"] = beam.pvalue.AsDict(self.actors)
         return rows | beam.ParDo(
-            _AdmitFn(self.registry, self.settings, self.removed_models),
-            filters=beam.pvalue.AsSingleton(self.filters),
-        ).with_outputs(SKIPPED, main="admitted")
+            _AdmitFn(self.registry, self.settings, self.removed_models), **side
+        ).with_outputs(SKIPPED, FINDINGS, main="admitted")
 
 
 @dataclass(eq=False)

@@ -40,7 +40,7 @@ from relocate.beam.admit import (
 from relocate.beam.read import BAD, ReadExport, rows_of
 from relocate.beam.write import WriteReports, WriteStage, connect
 from relocate.io.export_reader import Row
-from relocate.logic.admission import LEGACY_OWNER_FIELDS, actor_owner, resolve_legacy_owner
+from relocate.logic.admission import LEGACY_OWNER_FIELDS, actor_owner
 from relocate.logic.convert import TableLayout
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
@@ -115,12 +115,6 @@ class _FinishFn(beam.DoFn):
         yield 0
 
 
-def _resolve_legacy_owners(batch: tuple[str, list[tuple]], actors: dict) -> tuple:
-    """A batch with its legacy ``owner`` actors resolved (a no-op for most models)."""
-    model, elements = batch
-    return (model, [tuple(resolve_legacy_owner(Row._make(e), actors)) for e in elements])
-
-
 class _ConcludeFn(beam.DoFn):
     """A detached import's last step: records the outcome, writes the files."""
 
@@ -156,12 +150,10 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     # Only the models with a legacy owner wait for the actors (a side input computed from
     # the whole export). They take a path of their own up to the stage writes: merging
     # them back into the other rows earlier would make the runner hold every row of the
-    # export until the whole file is read (measured: +500 MB at 1M rows).
+    # export until the whole file is read (measured: +500 MB at 1M rows). Their Admit
+    # resolves the owners, so that an owner of the wrong shape is a finding like any other.
     owned = read.rows | "LegacyOwned" >> beam.Partition(
         lambda batch, n: int(batch[0] in LEGACY_OWNER_FIELDS), 2
-    )
-    resolved = owned[1] | "LegacyOwners" >> beam.Map(
-        _resolve_legacy_owners, actors=beam.pvalue.AsDict(actors)
     )
     filters = read.rows | "Filters" >> ResolveFilters(settings)
     tables = {m.name: m.table for m in registry.models}
@@ -170,12 +162,12 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     stage_parts: list[list[beam.PCollection]] = [[] for _ in range(n_stages)]
     bad = read[BAD] | "BadRows" >> beam.Map(bad_row_finding)
     findings_parts, skipped_parts = [bad], []
-    for prefix, rows in (("", owned[0]), ("Owned", resolved)):
+    for prefix, rows, owners in (("", owned[0], None), ("Owned", owned[1], actors)):
         admit = rows | f"{prefix}Admit" >> AdmitRows(
-            registry, settings, plan.removed_models, filters
+            registry, settings, plan.removed_models, filters, owners
         )
         conv = admit.admitted | f"{prefix}Convert" >> ConvertRows(plan.layouts, settings, tables)
-        findings_parts.append(conv[FINDINGS])
+        findings_parts += [admit[FINDINGS], conv[FINDINGS]]
         skipped_parts += [admit[SKIPPED], conv[SKIPPED]]
         by_stage = conv.converted | f"{prefix}ByStage" >> beam.Partition(
             lambda batch, n: stage_of[batch[0]], n_stages

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import ijson
 
+from relocate.cli.terminal import terminal_safe
 from relocate.io.crypto import (
     DECRYPT_FLAG_REQUIRED,
     ENCRYPT_FLAG_REQUIRED,
@@ -71,7 +72,8 @@ ENCRYPT_WITH_GCP_KMS_HELP = (
 
 
 def _print_error(message: str) -> None:
-    print(message, file=sys.stderr)
+    # Messages quote the tarball (its member names): escaped for the terminal.
+    print(terminal_safe(message), file=sys.stderr)
 
 
 def _read_flag_file(flag: str, path: str) -> bytes:

@@ -7,6 +7,7 @@ from contextlib import ExitStack
 from typing import TextIO
 
 from relocate.cli.common import parse_import_uuid, target_from_args
+from relocate.cli.terminal import terminal_safe
 
 
 def schema_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -48,7 +49,7 @@ def rollback_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             try:
                 result = rollback_import(conn, Registry.load(), import_uuid)
             except (RollbackRefused, LookupError) as exc:
-                print(f"Error: {exc}", file=err)
+                print(f"Error: {terminal_safe(exc)}", file=err)
                 return 1
     for table, n in sorted(result.deleted.items()):
         print(f"deleted {n:>8,} rows of {table}", file=err)

@@ -71,6 +71,8 @@ def on_dataflow(beam_args: list[str]) -> bool:
 
 
 def positive_int(text: str) -> int:
+    """The type of every count option: a whole number of at least 1 (``--batch-size 0``
+    would never end, ``--rows -1`` write nothing)."""
     try:
         value = int(text)
     except ValueError:
@@ -78,6 +80,38 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"wants a whole number of at least 1, got {text!r}")
     return value
+
+
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
+
+
+def was_interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C's KeyboardInterrupt, or an error it caused.
+
+    Beam re-raises an exception from a step as one of its own (a KeyboardInterrupt in a
+    DoFn comes out as ``RuntimeError: KeyboardInterrupt [while running ...]``, with the
+    original in its context).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        if isinstance(current, RuntimeError) and str(current).startswith("KeyboardInterrupt"):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def interrupted_line(import_uuid: str) -> str:
+    """The one line an import stopped by Ctrl-C ends with: how to resume or undo it."""
+    return (
+        f"Import {import_uuid} interrupted: the rows it wrote stay committed. Resume it with "
+        f"--import-uuid {import_uuid} (only what is missing is written), or roll it back with "
+        f"`relocate rollback --import-uuid {import_uuid}`."
+    )
 
 
 def parse_import_uuid(value: str | None) -> str:

@@ -9,10 +9,13 @@ from contextlib import ExitStack
 from typing import Any, TextIO
 
 from relocate.cli.common import (
+    INTERRUPTED,
     UsageError,
+    interrupted_line,
     on_dataflow,
     parse_import_uuid,
     target_from_args,
+    was_interrupted,
 )
 from relocate.cli.summary import ProgressLine, format_finding, print_skips, print_summary
 
@@ -108,7 +111,15 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
             if args.detach and findings_file is not None:
                 findings_file.close()  # truncated now; the job writes it when it ends
                 findings_file = None
-            result = _execute(args, beam_args, target, import_uuid, registry, decryption, say, err)
+            try:
+                result = _execute(
+                    args, beam_args, target, import_uuid, registry, decryption, say, err
+                )
+            except BaseException as exc:  # Ctrl-C: say how to go on, not where Python was
+                if not was_interrupted(exc):
+                    raise
+                print(interrupted_line(import_uuid), file=err, flush=True)
+                return INTERRUPTED
             summary, exit_code = result
         if summary is None:  # detached
             say(

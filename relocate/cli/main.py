@@ -15,9 +15,10 @@ import sys
 from typing import TextIO
 
 from relocate.cli.commands import local_db_command, rollback_command, schema_command
-from relocate.cli.common import UsageError
+from relocate.cli.common import INTERRUPTED, UsageError, was_interrupted
 from relocate.cli.import_command import run_import
 from relocate.cli.parser import SCOPES, build_parser
+from relocate.cli.terminal import SafeFormatter, terminal_safe
 
 __all__ = ["SCOPES", "main"]
 
@@ -46,17 +47,23 @@ def main(
         if args.command == "rollback":
             return rollback_command(args, out, err)
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C anywhere else (an import says more itself)
+        print("Interrupted.", file=err, flush=True)
+        return INTERRUPTED
     except UsageError as exc:
         getattr(args, "usage_parser", parser).print_usage(err)
-        print(f"Error: {exc}", file=err)
+        print(f"Error: {terminal_safe(exc)}", file=err)
         return 2
     except Exception as exc:  # noqa: BLE001 - turned into a clear message and exit 1
         from relocate.cli.errors import describe
 
+        if was_interrupted(exc):
+            print("Interrupted.", file=err, flush=True)
+            return INTERRUPTED
         message = describe(exc)
         if message is None:
             raise
-        print(f"Error: {message}", file=err)
+        print(f"Error: {terminal_safe(message)}", file=err)
         return 1
 
 
@@ -69,7 +76,7 @@ def _configure_logging(err: TextIO, silent: bool) -> None:
     modules, which are noise without the [gcp] extra.
     """
     handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(SafeFormatter("%(message)s"))  # log lines carry names from the file
     root = logging.getLogger()
     if not root.handlers:  # keep a host's handlers (pytest's, an embedding program's)
         root.addHandler(handler)
@@ -78,6 +85,9 @@ def _configure_logging(err: TextIO, silent: bool) -> None:
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
+    # psycopg warns when the rollback of a connection that is already broken fails (Ctrl-C
+    # in the middle of a query): the error that broke it is what the user is told.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--no-prompt", action="store_true")
         p.add_argument("--silent", action="store_true")
-        p.add_argument("--batch-size", type=int, default=1000, help=argparse.SUPPRESS)
+        p.add_argument("--batch-size", type=positive_int, default=1000, help=argparse.SUPPRESS)
         p.add_argument(
             "--detach",
             action="store_true",

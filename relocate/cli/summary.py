@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Any, TextIO
 
+from relocate.cli.terminal import terminal_safe
+
 
 class ProgressLine:
     """Prints Sentry's "Still importing" line every few seconds, with rows written."""
@@ -50,7 +52,7 @@ class ProgressLine:
 def print_summary(summary: Any, out: TextIO) -> None:
     header = ("model", "read", "inserted", "existing", "overwritten", "skipped", "dropped")
     rows = [
-        (name, m.read, m.inserted, m.existing, m.overwritten, m.skipped, m.dropped)
+        (terminal_safe(name), m.read, m.inserted, m.existing, m.overwritten, m.skipped, m.dropped)
         for name, m in sorted(summary.models.items())
     ]
     t = summary.total
@@ -78,12 +80,13 @@ def print_skips(summary: Any, out: TextIO) -> None:
         return
     print("Rows not imported:", file=out)
     for (action, model, reason), n in sorted(reasons.items()):
-        print(f"  {n:>7,} {action} {model}: {reason}", file=out)
+        print(f"  {n:>7,} {action} {terminal_safe(model)}: {terminal_safe(reason)}", file=out)
 
 
 def format_finding(f: dict) -> str:
+    """A finding as Sentry prints it, its model and reason escaped for the terminal."""
     return (
         f"RpcImportError(\n    kind: {f['kind']},\n    on: InstanceID(model: "
-        f"'{f['on']['model']}', ordinal: {f['on']['ordinal']}),\n    left_pk: "
-        f"{f['left_pk']},\n    reason: {f['reason']}\n)"
+        f"'{terminal_safe(f['on']['model'])}', ordinal: {f['on']['ordinal']}),\n    left_pk: "
+        f"{f['left_pk']},\n    reason: {terminal_safe(f['reason'])}\n)"
     )

@@ -4,6 +4,11 @@ Pure functions. A row is admitted when its model is a relocatable model of the r
 its scope (decided per row for the models that have a scope set) is in the import scope,
 and it passes the user/organization filters. Everything else is skipped with a reason:
 unlike Sentry, which skips silently, relocate reports every skipped row.
+
+Every value admission reads (a scope field, a filtered username, slug or address, a legacy
+``owner`` and its actor) is checked for its shape first: a list or an object where a scalar
+belongs raises ``RowInvalid``, a ValidationError finding naming the row. The pre-scans that
+build the allow-lists pass over such values instead (the row itself is then a finding).
 """
 
 from __future__ import annotations
@@ -13,27 +18,82 @@ from dataclasses import dataclass
 from typing import Any
 
 from relocate.io.export_reader import Row
+from relocate.logic.convert import RowInvalid
 from relocate.logic.settings import ImportSettings
+from relocate.logic.values import ValueProblem, coerce
 from relocate.schemas.registry import ModelInfo, Registry
 
 #: Django apps whose models are never imported (spec 3.2).
 EXCLUDED_APPS = frozenset({"auth", "contenttypes", "fixtures", "sessions", "sites"})
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def text_field(fields: dict[str, Any], field: str) -> str | None:
+    """A field admission reads as text: a string or null.
+
+    Raises:
+        RowInvalid: any other value (a list, an object, a number).
+    """
+    value = fields.get(field)
+    if value is None or isinstance(value, str):
+        return value
+    raise RowInvalid(f"field `{field}`: expected a string, got {_short(value)}")
+
+
+def int_field(fields: dict[str, Any], field: str) -> int | None:
+    """A field admission reads as an integer (a pk), accepted as the column accepts it.
+
+    Raises:
+        RowInvalid: a value no integer column takes (a list, an object, ``"x"``).
+    """
+    try:
+        return coerce(fields.get(field), "int:bigint")
+    except ValueProblem as exc:
+        raise RowInvalid(f"field `{field}`: {exc}") from None
+
+
+def bool_field(fields: dict[str, Any], field: str) -> bool | None:
+    """A field admission reads as a boolean, accepted as the column accepts it.
+
+    Raises:
+        RowInvalid: a value no boolean column takes.
+    """
+    try:
+        return coerce(fields.get(field), "bool")
+    except ValueProblem as exc:
+        raise RowInvalid(f"field `{field}`: {exc}") from None
+
+
+def _lenient(read: Any, fields: dict[str, Any], field: str) -> Any:
+    """``read(fields, field)``, or None for a value of the wrong shape (pre-scans only:
+    Admit makes the row itself a finding)."""
+    try:
+        return read(fields, field)
+    except RowInvalid:
+        return None
+
+
 def row_scope(model: ModelInfo, fields: dict[str, Any]) -> str:
     """The relocation scope of one row (spec 3.4).
 
     Models with a single scope return it; models with a scope set decide from the row.
+
+    Raises:
+        RowInvalid: a field that decides the scope has the wrong shape.
     """
     name = model.name
     if name in ("sentry.apitoken", "sentry.apiauthorization"):
-        return "Global" if fields.get("application") is not None else "Config"
+        return "Global" if int_field(fields, "application") is not None else "Config"
     if name == "sentry.notificationaction":
-        targets_integration = fields.get("integration_id") is not None
-        targets_app = fields.get("sentry_app_id") is not None
+        targets_integration = int_field(fields, "integration_id") is not None
+        targets_app = int_field(fields, "sentry_app_id") is not None
         return "Global" if targets_integration or targets_app else "Organization"
     if name == "sentry.savedsearch":
-        return "Global" if fields.get("is_global") else "Organization"
+        return "Global" if bool_field(fields, "is_global") else "Organization"
     if len(model.scopes) == 1:
         return model.scopes[0]
     # A scope set without a rule of its own (notificationactionproject follows its
@@ -65,7 +125,11 @@ def skip_reason(
     filters: Filters,
     removed_models: frozenset[str] = frozenset(),
 ) -> str | None:
-    """Returns why the row is skipped, or None when it is admitted."""
+    """Returns why the row is skipped, or None when it is admitted.
+
+    Raises:
+        RowInvalid: a value it reads has the wrong shape (a ValidationError finding).
+    """
     model = registry.get(row.model)
     if model is None:
         app = row.model.split(".", 1)[0]
@@ -80,20 +144,23 @@ def skip_reason(
     if scope not in settings.relocation_scopes:
         return f"{scope} scope is not imported by `import {settings.scope}`"
     fields = row.fields
+    # The fields the filters read are checked whether or not a filter is given, so that
+    # an export is valid or not whatever the flags.
     if row.model == "sentry.user":
-        if filters.usernames is not None and fields.get("username") not in filters.usernames:
+        username = text_field(fields, "username")
+        text_field(fields, "email")  # read by the email allow-list
+        if filters.usernames is not None and username not in filters.usernames:
             return "username not in the username filter"
         if filters.user_pks is not None and row.pk not in filters.user_pks:
             return "user is not a member of a filtered organization"
     elif row.model == "sentry.organization":
-        if filters.org_slugs is not None and fields.get("slug") not in filters.org_slugs:
+        slug = text_field(fields, "slug")
+        if filters.org_slugs is not None and slug not in filters.org_slugs:
             return "organization slug not in the organization filter"
-    elif (
-        row.model == "sentry.email"
-        and filters.emails is not None
-        and fields.get("email") not in filters.emails
-    ):
-        return "email of no imported user"
+    elif row.model == "sentry.email":
+        address = text_field(fields, "email")
+        if filters.emails is not None and address not in filters.emails:
+            return "email of no imported user"
     return None
 
 
@@ -103,26 +170,24 @@ def skip_reason(
 
 def org_pks_with_slugs(org_rows: Iterable[Row], slugs: frozenset[str]) -> frozenset[int]:
     """Source pks of the organizations whose slug is listed."""
-    return frozenset(r.pk for r in org_rows if r.fields.get("slug") in slugs)
+    return frozenset(r.pk for r in org_rows if _lenient(text_field, r.fields, "slug") in slugs)
 
 
 def member_user_pk(member: Row, org_pks: frozenset[int]) -> int | None:
     """The user of a membership of a listed organization (None for invitees)."""
-    if member.fields.get("organization") in org_pks:
-        user_id = member.fields.get("user_id")
-        if isinstance(user_id, int) and not isinstance(user_id, bool):
-            return user_id
+    if _lenient(int_field, member.fields, "organization") in org_pks:
+        return _lenient(int_field, member.fields, "user_id")
     return None
 
 
 def user_email_if_selected(user: Row, filters: Filters) -> str | None:
     """The email of a user row that passes the user filters."""
-    if filters.usernames is not None and user.fields.get("username") not in filters.usernames:
+    username = _lenient(text_field, user.fields, "username")
+    if filters.usernames is not None and username not in filters.usernames:
         return None
     if filters.user_pks is not None and user.pk not in filters.user_pks:
         return None
-    email = user.fields.get("email")
-    return email if isinstance(email, str) else None
+    return _lenient(text_field, user.fields, "email")
 
 
 #: Legacy ``owner`` (an Actor pk) -> the owner columns of each model (spec 6.7, test 41).
@@ -133,10 +198,20 @@ LEGACY_OWNER_FIELDS = {
 
 
 def actor_owner(actor: Row) -> tuple[Any, Any]:
-    """(user pk, team pk) of a legacy ``sentry.actor`` row."""
+    """(user pk, team pk) of a legacy ``sentry.actor`` row, as exported (the rows that
+    name the actor check their shape: the actor itself is never imported)."""
     fields = actor.fields
     team = fields.get("team", fields.get("team_id"))
     return fields.get("user_id"), team
+
+
+def _actor_pk(owner: int, field: str, value: Any) -> int | None:
+    try:
+        return coerce(value, "int:bigint")
+    except ValueProblem as exc:
+        raise RowInvalid(
+            f"field `owner`: actor {owner} has a `{field}` that is not a pk ({exc})"
+        ) from None
 
 
 def resolve_legacy_owner(row: Row, actors: dict[Any, tuple[Any, Any]]) -> Row:
@@ -145,20 +220,28 @@ def resolve_legacy_owner(row: Row, actors: dict[Any, tuple[Any, Any]]) -> Row:
     Rows with an owner whose actor is in the export get its user or team (unless they
     already name one); other rows keep no owner. The ``owner`` field itself is removed
     from the schema and is ignored afterwards.
+
+    Raises:
+        RowInvalid: the ``owner``, or the user or team of its actor, is not an integer.
     """
     targets = LEGACY_OWNER_FIELDS.get(row.model)
-    if targets is None or row.fields.get("owner") is None:
+    if targets is None:
+        return row
+    owner = int_field(row.fields, "owner")
+    if owner is None:
         return row
     user_field, team_field = targets
     if row.fields.get(user_field) is not None or row.fields.get(team_field) is not None:
         return row
-    resolved = actors.get(row.fields["owner"])
+    resolved = actors.get(owner)
     if resolved is None:
         return row
-    user_pk, team_pk = resolved
+    user_pk = _actor_pk(owner, "user_id", resolved[0])
+    team_pk = _actor_pk(owner, "team", resolved[1])
     fields = dict(row.fields)
     if user_pk is not None:
         fields[user_field] = user_pk
     elif team_pk is not None:
         fields[team_field] = team_pk
     return row._replace(fields=fields)
+

@@ -3,7 +3,7 @@
 Options, control options, relays, relay usages and user roles keep the existing row on a
 collision of their unique key (Existing) or, with ``--overwrite-configs``, overwrite it in
 place (Overwrite; the old values go to the ledger so a rollback can restore them). API
-tokens get new token values when theirs collide.
+tokens get new secrets when any of their unique values collides.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from relocate.db.handler import (
     select_row,
     update_rows,
 )
-from relocate.logic.rules.common import sha256_hex
-from relocate.logic.rules.tokens import fresh_token
+from relocate.logic.rules.tokens import settle_api_token
 
 
 class OverwritableConfigHandler(Handler):
@@ -54,26 +53,12 @@ def _jsonable(row: dict) -> dict:
 
 
 class ApiTokenHandler(Handler):
-    """``sentry.apitoken``: a colliding token or refresh token gets a new value."""
+    """``sentry.apitoken``: a token any of whose unique values (its token, refresh token
+    or their hashes) is taken gets new secrets (``settle_api_token``)."""
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         values = item.values
-        for column, hashed in (
-            ("token", "hashed_token"),
-            ("refresh_token", "hashed_refresh_token"),
-        ):
-            value = values.get(column)
-            if value is None:
-                continue
-            free = ctx.is_free(column, value)
-            if free and values.get(hashed) is not None:
-                free = ctx.is_free(hashed, values[hashed])
-            if free:
-                continue
-            value = fresh_token(value)
-            values[column] = value
-            ctx.reserve(column, value)
-            if ctx.layout.column(hashed) is not None:
-                values[hashed] = sha256_hex(value)
-            if column == "token" and ctx.layout.column("token_last_characters"):
-                values["token_last_characters"] = value[-4:]
+        columns = {c.column for c in ctx.layout.columns}
+        for column in settle_api_token(values, columns, ctx.is_free):
+            if values.get(column) is not None:
+                ctx.reserve(column, values[column])
