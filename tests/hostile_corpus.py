@@ -178,6 +178,81 @@ def _lone_surrogate() -> bytes:
     return f'[{{"model": "sentry.user", "pk": 1, "fields": {text}}}]'.encode()
 
 
+def _with_raw(element: dict, raw: str) -> str:
+    """The element's JSON text with the string ``"@RAW@"`` (a value or a key) replaced by
+    the raw JSON text ``raw``."""
+    text = json.dumps(element)
+    assert text.count('"@RAW@"') == 1
+    return text.replace('"@RAW@"', raw)
+
+
+def _raw_export(*elements: dict | str) -> Callable[[], bytes]:
+    """An export of the given elements (dicts, or raw JSON text)."""
+
+    def build() -> bytes:
+        parts = [e if isinstance(e, str) else json.dumps(e) for e in elements]
+        return ("[\n" + ",\n".join(parts) + "\n]").encode()
+
+    return build
+
+
+def _invalid_surrogate_escapes() -> bytes:
+    return _raw_export(
+        anchor(),
+        _with_raw(user(2, "@RAW@"), r'"low\udc00"'),
+        _with_raw(user(3, "x", email="@RAW@"), r'"a\ud800\u0041@example.com"'),
+        _with_raw(user(4, "x", name="@RAW@"), r'"\udc00\ud800"'),
+        _with_raw(user(5, "x", **{"@RAW@": 1}), r'"user\udbffname"'),
+        _with_raw(user(6, "x", no_such_field={"a": ["@RAW@"]}), r'"\ud83d\ud83d\ude00"'),
+        _with_raw({"model": "@RAW@", "pk": 7, "fields": {}}, r'"sentry.user\ud800"'),
+        user(8, "after"),
+    )()
+
+
+def _valid_escapes() -> bytes:
+    # json.dumps writes non-ASCII as escapes: the emoji as a surrogate pair.
+    return _raw_export(
+        user(1, "emoji\U0001f600"),
+        _with_raw(user(2, "@RAW@"), r'"back\\ud800slash"'),
+    )()
+
+
+def _deep_as_an_element() -> bytes:
+    return _raw_export(anchor(), _nested(100_000), user(2, "after"))()
+
+
+def _deep_in_pk() -> bytes:
+    element = {"model": "sentry.user", "pk": "@RAW@", "fields": user(2, "x")["fields"]}
+    return _raw_export(anchor(), _with_raw(element, _nested(100_000)), user(3, "after"))()
+
+
+def _deep_fields() -> bytes:
+    element = {"fields": "@RAW@", "model": "sentry.user", "pk": 2}
+    deep = '{"a":' * 100_000 + "1" + "}" * 100_000
+    return _raw_export(anchor(), _with_raw(element, deep), user(3, "after"))()
+
+
+def _deep_nested_value() -> bytes:
+    element = user(2, "x", options={"a": [1, {"b": "@RAW@"}]})
+    deep = '[{"a": "]", "b":' * 50_000 + "1" + "}]" * 50_000
+    return _raw_export(anchor(), _with_raw(element, deep), user(3, "after"))()
+
+
+def _deep_unclosed() -> bytes:
+    return _raw_export(anchor())()[:-1] + b"," + b"[" * 100_000
+
+
+def _big_numbers_in_values() -> bytes:
+    return _raw_export(
+        anchor(),
+        user(2, "neg", avatar_type=-(2**63) - 1),
+        useremail(1, -(2**64), "neg@example.com"),
+        _with_raw(user(3, "digits", flags="@RAW@"), "9" * 5000),
+        _with_raw(user(4, "double", avatar_type="@RAW@"), "-1e400"),
+        _with_raw(user(5, "nested", no_such_field={"a": "@RAW@"}), "1e999"),
+    )()
+
+
 def _user_with_id_fields() -> dict:
     """A user whose fields try to choose the new row's id."""
     hostile = user(5, "idfield")
@@ -260,10 +335,17 @@ def _verify_id_not_injected(dsn: str) -> None:
     assert user_id != 424242
 
 
-def _verify_surrogate(dsn: str) -> None:
-    (username,) = _usernames(dsn)
-    assert username.startswith("sur") and username.endswith("rogate")
-    assert "\ud800" not in username
+def _verify_valid_escapes(dsn: str) -> None:
+    assert _usernames(dsn) == ["back\\ud800slash", "emoji\U0001f600"]
+
+
+def _verify_big_json_values(dsn: str) -> None:
+    (value,) = query(dsn, "SELECT value FROM sentry_option WHERE key = 'big.numbers'")[0]
+    assert json.loads(value) == _BIG_JSON
+
+
+#: Integers outside 64 bits inside a JSON value: a text column stores them as they are.
+_BIG_JSON = {"big": 2**100, "neg": [-(2**80), 2**63], "float": 1.7e308, "tiny": 5e-324}
 
 
 def _verify_extreme_pks(dsn: str) -> None:
@@ -394,14 +476,14 @@ CORPUS: tuple[Case, ...] = (
         "users",
         "error",
         _write_bytes("utf8", _invalid_utf8),
-        message=("not valid", "UTF8", "after element 1"),
+        message=("not valid UTF-8", "after element 1"),
     ),
     Case(
         "nan_literal",
         "config",
         "error",
         _write_bytes("nan", _nan),
-        message=("not valid JSON", "after element 0", "invalid char"),
+        message=("not valid JSON", "after element 0", "NaN is not a JSON value"),
     ),
     Case(
         "infinity_literal",
@@ -467,17 +549,36 @@ CORPUS: tuple[Case, ...] = (
                 useremail(1, 2**64, "big@example.com"),
             ],
         ),
-        xfail=(
-            "a JSON integer outside the signed 64-bit range anywhere in the export (also "
-            "-2**63 itself) aborts the whole read as 'not valid JSON ... integer overflow' "
-            "(ijson's yajl2_c backend cannot parse it): export_reader.check_row's 64-bit pk "
-            "check is unreachable, and no finding names the row"
-        ),
         findings=(
             Entry("sentry.user", 2, ("out of the 64-bit range", str(2**63)), DESERIALIZATION),
             Entry("sentry.user", 3, ("out of the 64-bit range",), DESERIALIZATION),
             Entry("sentry.useremail", 1, ("user", "out of range for bigint"), VALIDATION, pk=1),
         ),
+    ),
+    Case(
+        # The reader keeps them exactly; the column decides (here: integer columns).
+        "integers_beyond_int64_in_values",
+        "users",
+        "error",
+        _write_bytes("big_values", _big_numbers_in_values),
+        findings=(
+            Entry("sentry.user", 2, ("avatar_type", "out of range for smallint"), VALIDATION),
+            Entry("sentry.useremail", 1, ("user", "out of range for bigint"), VALIDATION, pk=1),
+            Entry("sentry.user", 3, ("field `flags`", "4300 digits"), DESERIALIZATION, pk=3),
+            Entry("sentry.user", 4, ("field `avatar_type`", "double"), DESERIALIZATION, pk=4),
+            Entry("sentry.user", 5, ("`no_such_field`", "double"), DESERIALIZATION, pk=5),
+        ),
+    ),
+    Case(
+        "integers_beyond_int64_in_json_text",
+        "config",
+        "ok",
+        _write_rows(
+            "big_json",
+            [option(1, "big.numbers", _BIG_JSON), user(1, "anchor", no_such_field=2**100)],
+        ),
+        counts={**ONE_USER, "sentry_option": 1},
+        verify=_verify_big_json_values,
     ),
     Case(
         "fields_wrong_types",
@@ -748,6 +849,70 @@ CORPUS: tuple[Case, ...] = (
         isolated=True,
         timeout=180,
     ),
+    Case(
+        "deep_nesting_100000_as_an_element",
+        "users",
+        "error",
+        _write_bytes("deep_element", _deep_as_an_element),
+        findings=(Entry("<unknown>", 2, ("not a list", "nested more than 100"), DESERIALIZATION),),
+        isolated=True,
+        timeout=180,
+        max_rss_mb=1024,
+    ),
+    Case(
+        "deep_nesting_100000_in_pk",
+        "users",
+        "error",
+        _write_bytes("deep_pk", _deep_in_pk),
+        findings=(Entry("sentry.user", 2, ("`pk`", "nested"), DESERIALIZATION, pk=None),),
+        isolated=True,
+        timeout=180,
+        max_rss_mb=1024,
+    ),
+    Case(
+        "deep_nesting_100000_in_fields_before_the_model",
+        "users",
+        "error",
+        _write_bytes("deep_fields", _deep_fields),
+        findings=(Entry("sentry.user", 2, ("field `a`", "nested"), DESERIALIZATION, pk=2),),
+        isolated=True,
+        timeout=180,
+        max_rss_mb=1024,
+    ),
+    Case(
+        "deep_nesting_100000_in_a_nested_value",
+        "users",
+        "error",
+        _write_bytes("deep_nested", _deep_nested_value),
+        findings=(Entry("sentry.user", 2, ("field `options`", "nested"), DESERIALIZATION, pk=2),),
+        isolated=True,
+        timeout=180,
+        max_rss_mb=1024,
+    ),
+    Case(
+        # An array column's value as a string holding JSON: parsed by the conversion.
+        "deep_nesting_100000_in_an_array_string",
+        "config",
+        "error",
+        _write_rows(
+            "deep_array_string",
+            [anchor(), userrole(1, "Deep", _nested(100_000)), userrole(2, "Ok", "['a']")],
+        ),
+        findings=(Entry("sentry.userrole", 1, ("permissions", "nested"), VALIDATION, pk=1),),
+        isolated=True,
+        timeout=180,
+        max_rss_mb=1024,
+    ),
+    Case(
+        "deep_nesting_100000_unclosed",
+        "users",
+        "error",
+        _write_bytes("deep_unclosed", _deep_unclosed),
+        message=("not valid JSON", "after element 1", "premature EOF"),
+        isolated=True,
+        timeout=180,
+        max_rss_mb=1024,
+    ),
     # -- Rows that are skipped (reported), the valid ones imported ----------------------
     Case(
         "unknown_and_excluded_models",
@@ -1010,12 +1175,34 @@ CORPUS: tuple[Case, ...] = (
         verify=_verify_id_not_injected,
     ),
     Case(
+        # Decoded as "?" once; an invalid escape is a finding, never a changed value.
         "lone_surrogate_escape",
         "users",
-        "ok",
+        "error",
         _write_bytes("surrogate", _lone_surrogate),
-        counts=ONE_USER,
-        verify=_verify_surrogate,
+        findings=(Entry("sentry.user", 1, ("field `username`", "\\ud800"), DESERIALIZATION, pk=1),),
+    ),
+    Case(
+        "invalid_surrogate_escapes_anywhere",
+        "users",
+        "error",
+        _write_bytes("surrogates", _invalid_surrogate_escapes),
+        findings=(
+            Entry("sentry.user", 2, ("field `username`", "\\udc00"), DESERIALIZATION, pk=2),
+            Entry("sentry.user", 3, ("field `email`", "\\ud800"), DESERIALIZATION, pk=3),
+            Entry("sentry.user", 4, ("field `name`", "\\udc00"), DESERIALIZATION, pk=4),
+            Entry("sentry.user", 5, ("field name", "\\udbff"), DESERIALIZATION, pk=5),
+            Entry("sentry.user", 6, ("`no_such_field`", "\\ud83d"), DESERIALIZATION, pk=6),
+            Entry("<unknown>", 7, ("`model`", "\\ud800"), DESERIALIZATION, pk=7),
+        ),
+    ),
+    Case(
+        "valid_surrogate_pairs_and_escaped_backslashes",
+        "users",
+        "ok",
+        _write_bytes("valid_escapes", _valid_escapes),
+        counts={table: 2 for table in ONE_USER},
+        verify=_verify_valid_escapes,
     ),
     Case(
         "upper_case_model_and_extreme_pks",

@@ -14,9 +14,12 @@ import ipaddress
 import json
 import math
 import re
+import sys
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+
+from relocate.io.export_reader import MAX_NESTING
 
 _VARCHAR = re.compile(r"^character varying\((\d+)\)$")
 _INT_TEXT = re.compile(r"^-?\d{1,19}$")
@@ -25,6 +28,9 @@ _TIMESTAMP = re.compile(
 )
 
 INT_TYPES = {"bigint": 2**63, "integer": 2**31, "smallint": 2**15}
+#: PostgreSQL arrays have at most 6 dimensions (MAXDIM).
+MAX_ARRAY_DIMENSIONS = 6
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ValueProblem(ValueError):
@@ -125,6 +131,9 @@ def coerce(value: Any, kind: str) -> Any:
         if isinstance(value, (int, float)):
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueProblem(f"expected a finite number, got {_short(value)}")
+            if isinstance(value, int) and not -sys.float_info.max <= value <= sys.float_info.max:
+                # JSON integers have no limit; the float columns are double precision.
+                raise ValueProblem(f"the number {_short(value)} is beyond the range of a double")
             return value
         try:
             number = float(value)
@@ -205,21 +214,81 @@ def _check_json(value: Any, depth: int = 0) -> None:
 
 def _coerce_array(value: Any, element_kind: str) -> list:
     if isinstance(value, str):
-        # Older exports wrote Postgres arrays as Python literals: "['a', 'b']".
-        text = value.strip()
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            try:
-                parsed = ast.literal_eval(text) if len(text) < 1_000_000 else None
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                parsed = None
-        if not isinstance(parsed, (list, tuple)):
-            raise ValueProblem(f"expected a list, got {_short(value)}")
-        value = list(parsed)
+        value = _parse_list_text(value)
     if not isinstance(value, list):
         raise ValueProblem(f"expected a list, got {_short(value)}")
+    if _nested_too_deep(value):
+        raise ValueProblem(_TOO_DEEP)
+    return _coerce_elements(value, element_kind)
+
+
+_TOO_DEEP = (
+    f"a list nested too deep: PostgreSQL arrays have at most {MAX_ARRAY_DIMENSIONS} "
+    f"dimensions, and values are nested at most {MAX_NESTING} levels"
+)
+
+
+def _coerce_elements(value: list, element_kind: str) -> list:
     return [
-        _coerce_array(v, element_kind) if isinstance(v, list) else coerce(v, element_kind)
+        _coerce_elements(v, element_kind) if isinstance(v, list) else coerce(v, element_kind)
         for v in value
     ]
+
+
+def _parse_list_text(value: str) -> list:
+    """The list an array column's string value holds: JSON, or (older exports) a Python
+    literal such as ``"['a', 'b']"``.
+
+    Raises:
+        ValueProblem: not a list, nested too deep to parse, or holding a ``\\u`` escape
+            of a lone UTF-16 surrogate (not a character).
+    """
+    text = value.strip()
+    try:
+        parsed = json.loads(text)
+    except RecursionError:  # deeper than Python's stack: memory stays small
+        raise ValueProblem(_TOO_DEEP) from None
+    except ValueError:
+        try:
+            parsed = ast.literal_eval(text) if len(text) < 1_000_000 else None
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            parsed = None
+    if not isinstance(parsed, (list, tuple)):
+        raise ValueProblem(f"expected a list, got {_short(value)}")
+    if "\\" in text and _holds_surrogate(parsed):
+        raise ValueProblem(
+            "a \\u escape in the list is half of a UTF-16 surrogate pair without its "
+            "other half: not a character"
+        )
+    return list(parsed)
+
+
+def _nested_too_deep(value: list) -> bool:
+    """Whether lists (and tuples) nest more than ``MAX_ARRAY_DIMENSIONS`` levels, or
+    containers of any kind more than ``MAX_NESTING`` (found iteratively: no recursion)."""
+    stack: list[tuple[Any, int, int]] = [(value, 1, 1)]  # (container, lists, levels)
+    while stack:
+        item, lists, levels = stack.pop()
+        if lists > MAX_ARRAY_DIMENSIONS or levels > MAX_NESTING:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (list, tuple)):
+                stack.append((child, lists + 1, levels + 1))
+            elif isinstance(child, dict):
+                stack.append((child, lists, levels + 1))
+    return False
+
+
+def _holds_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return False

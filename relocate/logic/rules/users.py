@@ -267,7 +267,7 @@ class UserOptionHandler(UserOwnedHandler):
         raw = row.values.get("value")
         try:
             value = json.loads(raw) if isinstance(raw, str) else raw
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
             value = raw
         if not isinstance(value, str) or value not in _timezones():
             raise RowInvalid(
