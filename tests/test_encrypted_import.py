@@ -62,6 +62,24 @@ ALWAYS_RANDOM: dict[str, frozenset[str]] = {
     "sentry_controlimportchunkreplica": frozenset({"date_added", "date_updated"}),
     "sentry_email": frozenset({"date_added"}),  # auto-created Email rows
     "sentry_organizationslugreservation": frozenset({"date_added"}),
+    # Replicas are dated when they are written (issue 13).
+    **{
+        table: frozenset({"date_added"})
+        for table in (
+            "hybridcloud_apikeyreplica",
+            "hybridcloud_apitokenreplica",
+            "hybridcloud_organizationslugreservationreplica",
+            "hybridcloud_orgauthtokenreplica",
+            "sentry_authidentityreplica",
+            "sentry_authproviderreplica",
+            "sentry_organizationmember_teamsreplica",
+            "sentry_teamreplica",
+        )
+    },
+    # Sentry's import gives every monitor a new guid and re-creates query subscriptions
+    # (issue 13).
+    "sentry_monitor": frozenset({"guid"}),
+    "sentry_querysubscription": frozenset({"date_updated"}),
 }
 RANDOM_EVERYWHERE = frozenset({"import_uuid", "run_id"})
 # Outside Global scope only: what user sanitisation regenerates (spec 6.1, 6.2, 7).

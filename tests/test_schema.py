@@ -31,6 +31,15 @@ SIDE_EFFECT_TABLES = {
     "sentry_regionimportchunk",
     "sentry_controlimportchunk",
     "sentry_controlimportchunkreplica",
+    # Sentry's replicas of imported rows (relocate.logic.rules.replicas)
+    "hybridcloud_apikeyreplica",
+    "hybridcloud_apitokenreplica",
+    "hybridcloud_organizationslugreservationreplica",
+    "hybridcloud_orgauthtokenreplica",
+    "sentry_authidentityreplica",
+    "sentry_authproviderreplica",
+    "sentry_organizationmember_teamsreplica",
+    "sentry_teamreplica",
 }
 
 

@@ -198,6 +198,7 @@ def _execute(
         ),
         batch_size=args.batch_size,
         geoip_db=getattr(args, "geoip_db", None),
+        region_name=getattr(args, "region_name", None),
         fault=args.inject_fault,
         max_db_connections=args.max_db_connections,
     )

@@ -9,6 +9,17 @@ from relocate.cli.common import add_target_args, positive_int
 SCOPES = ("users", "organizations", "config", "global")
 
 
+def region_name(text: str) -> str:
+    """A Sentry region name: not empty, at most REGION_NAME_LENGTH (48) characters."""
+    from relocate.logic.settings import REGION_NAME_LENGTH
+
+    if not text or len(text) > REGION_NAME_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"wants 1 to {REGION_NAME_LENGTH} characters, got {len(text)}"
+        )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relocate",
@@ -67,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
                 "--geoip-db",
                 metavar="PATH",
                 help="MaxMind database for user IP country and region codes",
+            )
+            p.add_argument(
+                "--region-name",
+                type=region_name,
+                metavar="NAME",
+                help="the region recorded in organization mappings and slug reservations "
+                "(default: the region the target's mappings already name, else Sentry's "
+                "monolith region, --monolith--)",
             )
 
     schema = sub.add_parser("schema", help="the target schema")

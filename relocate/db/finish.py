@@ -35,6 +35,45 @@ def set_sequences(conn: psycopg.Connection, tables: list[str]) -> None:
             )
 
 
+def record_slugs(conn: psycopg.Connection, settings: ImportSettings, registry: Registry) -> None:
+    """Records in the ledger the slug of every Inserted row of a model that has one.
+
+    Sentry's ``import_by_model`` keeps ``getattr(instance, "slug", None)`` of every written
+    instance, and a chunk's ``inserted_identifiers`` lists those of its Inserted rows:
+    projects, teams, monitors... not only organizations (whose slug the rules record).
+    """
+    with conn.transaction(), conn.cursor() as cur:
+        slugged = {
+            r[0]
+            for r in cur.execute(
+                "SELECT c.relname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                "WHERE a.attname = 'slug' AND NOT a.attisdropped "
+                "AND c.relnamespace = (SELECT oid FROM pg_namespace "
+                "WHERE nspname = current_schema())"
+            )
+        }
+        written = {
+            r[0]
+            for r in cur.execute(
+                "SELECT DISTINCT model FROM relocate_pk_map WHERE import_uuid = %s "
+                "AND kind = 'Inserted' AND slug IS NULL",
+                (settings.import_uuid,),
+            )
+        }
+        for model in sorted(written):
+            info = registry.get(model)
+            if info is None or info.table not in slugged:
+                continue
+            cur.execute(
+                sql.SQL(
+                    "UPDATE relocate_pk_map m SET slug = t.slug FROM {} t "
+                    "WHERE m.import_uuid = %s AND m.model = %s AND m.kind = 'Inserted' "
+                    "AND m.slug IS NULL AND t.id = m.new_pk AND t.slug IS NOT NULL"
+                ).format(sql.Identifier(info.table)),
+                (settings.import_uuid, model),
+            )
+
+
 def write_chunks(conn: psycopg.Connection, settings: ImportSettings, registry: Registry) -> int:
     """Writes Sentry's import-chunk records of this import from the ledger.
 
@@ -113,6 +152,7 @@ def finish_import(conn: psycopg.Connection, settings: ImportSettings, registry: 
     conn.commit()
     tables = [m.table for m in registry.models if m.name in models] + side_tables
     set_sequences(conn, tables)
+    record_slugs(conn, settings, registry)
     write_chunks(conn, settings, registry)
 
 

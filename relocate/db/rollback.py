@@ -40,6 +40,34 @@ SIDE_EFFECT_REFERENCES = {
         ("organizationmember_id", "sentry_organizationmember"),
         ("user_id", "auth_user"),
     ],
+    # Replicas (relocate.logic.rules.replicas): the row each copies, and its organization.
+    "hybridcloud_organizationslugreservationreplica": [
+        ("organization_slug_reservation_id", "sentry_organizationslugreservation"),
+        ("organization_id", "sentry_organization"),
+    ],
+    "hybridcloud_orgauthtokenreplica": [
+        ("orgauthtoken_id", "sentry_orgauthtoken"),
+        ("organization_id", "sentry_organization"),
+    ],
+    "hybridcloud_apitokenreplica": [("apitoken_id", "sentry_apitoken"), ("user_id", "auth_user")],
+    "hybridcloud_apikeyreplica": [
+        ("apikey_id", "sentry_apikey"),
+        ("organization_id", "sentry_organization"),
+    ],
+    "sentry_authproviderreplica": [
+        ("auth_provider_id", "sentry_authprovider"),
+        ("organization_id", "sentry_organization"),
+    ],
+    "sentry_authidentityreplica": [
+        ("auth_identity_id", "sentry_authidentity"),
+        ("user_id", "auth_user"),
+    ],
+    "sentry_organizationmember_teamsreplica": [
+        ("organizationmemberteam_id", "sentry_organizationmember_teams"),
+        ("team_id", "sentry_team"),
+        ("organization_id", "sentry_organization"),
+    ],
+    "sentry_teamreplica": [("team_id", "sentry_team"), ("organization_id", "sentry_organization")],
 }
 
 

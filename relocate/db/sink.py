@@ -42,6 +42,7 @@ from relocate.db.handler import (
 )
 from relocate.db.sql_literals import bigint_array, model_array
 from relocate.logic.convert import Converted, TableLayout
+from relocate.logic.rules.replicas import write_replicas
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import ModelInfo, Registry
 
@@ -234,6 +235,8 @@ class BatchWriter:
             mine.sort(key=lambda i: i.ordinal)
             handler.write(ctx, mine)
             ctx.current = None
+            # Sentry's outboxes copy some models into replica tables (rules/replicas.py).
+            write_replicas(ctx, layout.table, [i.new_pk for i in mine if i.kind == INSERTED])
             changed = [
                 i
                 for i in mine

@@ -6,6 +6,12 @@ from dataclasses import dataclass
 
 from relocate.schemas.registry import IMPORT_SCOPES
 
+#: ``settings.SENTRY_MONOLITH_REGION`` of Sentry (src/sentry/conf/server.py): the region
+#: a self-hosted monolith records in its organization mappings and slug reservations.
+MONOLITH_REGION = "--monolith--"
+#: Sentry's REGION_NAME_LENGTH (the region_name columns are varchar(48)).
+REGION_NAME_LENGTH = 48
+
 
 @dataclass(frozen=True)
 class ImportSettings:
@@ -25,8 +31,11 @@ class ImportSettings:
         filter_org_slugs: only these organizations (None: no filter).
         batch_size: rows per write transaction.
         geoip_db: a MaxMind database for user IP country/region codes.
-        region_name: the region recorded in org mappings and slug reservations.
-        url_prefix: the instance URL written into regenerated org auth tokens.
+        region_name: the region recorded in org mappings and slug reservations (None:
+            the region the target's mappings or reservations already name, else
+            ``MONOLITH_REGION``; ``relocate.logic.rules.orgs.target_region``).
+        url_prefix: the instance URL written into regenerated org auth tokens (None: the
+            target's ``system.url-prefix`` option, "" when unset, as Sentry reads it).
         fault: a deliberate fault for reliability tests (``relocate.db.faults``).
         max_db_connections: the most connections the pipeline's DoFns hold at once, over
             all workers (None: no cap; ``relocate.db.connection_cap``).
@@ -45,8 +54,8 @@ class ImportSettings:
     filter_org_slugs: frozenset[str] | None = None
     batch_size: int = 1000
     geoip_db: str | None = None
-    region_name: str = "us"
-    url_prefix: str = "http://localhost:9000"
+    region_name: str | None = None
+    url_prefix: str | None = None
     fault: str | None = None
     max_db_connections: int | None = None
     # Names of secrets, not their values: these are pickled into the pipeline, and the

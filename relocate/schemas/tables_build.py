@@ -37,6 +37,18 @@ from typing import Any
 
 FORMAT_VERSION = 1
 
+#: Replica tables Sentry's outboxes fill from imported rows (relocate.logic.rules.replicas).
+REPLICA_MODELS: tuple[str, ...] = (
+    "hybridcloud.apikeyreplica",
+    "hybridcloud.apitokenreplica",
+    "hybridcloud.organizationslugreservationreplica",
+    "hybridcloud.orgauthtokenreplica",
+    "sentry.authidentityreplica",
+    "sentry.authproviderreplica",
+    "sentry.organizationmemberteamreplica",
+    "sentry.teamreplica",
+)
+
 #: Side-effect and chunk tables that Sentry's importer writes besides the exported models.
 SIDE_EFFECT_MODELS: tuple[str, ...] = (
     "sentry.lostpasswordhash",
@@ -46,7 +58,180 @@ SIDE_EFFECT_MODELS: tuple[str, ...] = (
     "sentry.regionimportchunk",
     "sentry.controlimportchunk",
     "sentry.controlimportchunkreplica",
+    *REPLICA_MODELS,
 )
+
+
+def _inventory_column(
+    name: str,
+    pg_type: str,
+    *,
+    null: bool = False,
+    unique: bool = False,
+    default: object = None,
+    django_field: str = "",
+    fk_to: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "field": name,
+        "pg_type": pg_type,
+        "null": null,
+        "unique": unique,
+        "default": default,
+        "django_field": django_field,
+        "fk_to": fk_to,
+    }
+
+
+def _replica_entry(
+    table: str,
+    source: str,
+    columns: list[dict[str, Any]],
+    unique_together: list[list[str]] | None = None,
+) -> dict[str, Any]:
+    id_type = "serial" if table == "sentry_organizationmember_teamsreplica" else "bigserial"
+    return {
+        "table": table,
+        "columns": [
+            _inventory_column("id", id_type, unique=True, django_field="BoundedBigAutoField"),
+            *columns,
+            _inventory_column("date_added", "timestamptz", default="timezone.now"),
+        ],
+        "constraints": [],
+        "indexes": [],
+        "unique_together": unique_together or [],
+        "notes": "relocate's own description (the column inventory has no replica tables)",
+        "source": source,
+    }
+
+
+_c = _inventory_column
+_ORG_FK = "sentry_organization(id)"
+_SCOPES = [
+    _c("scopes", "bigint", default=0, django_field="BitField"),
+    _c("scope_list", "text[]", null=True, django_field="ArrayField"),
+]
+
+#: Replica tables in the inventory's format, from Sentry's models (newest columns; a target
+#: may have fewer, relocate writes the ones it has). Used when the inventory lacks them.
+RELOCATE_COLUMNS: dict[str, dict[str, Any]] = {
+    "hybridcloud.organizationslugreservationreplica": _replica_entry(
+        "hybridcloud_organizationslugreservationreplica",
+        "src/sentry/models/organizationslugreservationreplica.py",
+        [
+            _c("organization_slug_reservation_id", "bigint", unique=True),
+            _c("slug", "varchar(50)", unique=True),
+            _c("organization_id", "bigint"),
+            _c("user_id", "bigint", null=True),
+            _c("region_name", "varchar(48)"),
+            _c("reservation_type", "bigint", default=0),
+        ],
+        [["organization_id", "reservation_type"]],
+    ),
+    "hybridcloud.orgauthtokenreplica": _replica_entry(
+        "hybridcloud_orgauthtokenreplica",
+        "src/sentry/hybridcloud/models/orgauthtokenreplica.py",
+        [
+            _c("organization_id", "bigint", django_field="FlexibleForeignKey", fk_to=_ORG_FK),
+            _c("orgauthtoken_id", "bigint"),
+            _c("token_hashed", "text"),
+            _c("name", "varchar(255)"),
+            _c("scope_list", "text[]", null=True, django_field="ArrayField"),
+            _c("created_by_id", "bigint", null=True),
+            _c("date_deactivated", "timestamptz", null=True),
+        ],
+    ),
+    "hybridcloud.apitokenreplica": _replica_entry(
+        "hybridcloud_apitokenreplica",
+        "src/sentry/hybridcloud/models/apitokenreplica.py",
+        [
+            *_SCOPES,
+            _c("application_id", "bigint", null=True),
+            _c("organization_id", "bigint", null=True),
+            _c("application_is_active", "boolean", default=False),
+            _c("user_id", "bigint"),
+            _c("apitoken_id", "bigint"),
+            _c("token", "varchar(71)"),
+            _c("hashed_token", "varchar(128)", null=True),
+            _c("expires_at", "timestamptz", null=True),
+            _c("allowed_origins", "text", null=True),
+            _c("scoping_organization_id", "bigint", null=True),
+        ],
+    ),
+    "hybridcloud.apikeyreplica": _replica_entry(
+        "hybridcloud_apikeyreplica",
+        "src/sentry/hybridcloud/models/apikeyreplica.py",
+        [
+            *_SCOPES,
+            _c("apikey_id", "bigint"),
+            _c("organization_id", "bigint", django_field="FlexibleForeignKey", fk_to=_ORG_FK),
+            _c("label", "varchar(64)"),
+            _c("key", "varchar(32)"),
+            _c("status", "integer CHECK (col >= 0)"),
+            _c("allowed_origins", "text", null=True),
+        ],
+    ),
+    "sentry.authproviderreplica": _replica_entry(
+        "sentry_authproviderreplica",
+        "src/sentry/models/authproviderreplica.py",
+        [
+            _c("auth_provider_id", "bigint", unique=True),
+            _c(
+                "organization_id",
+                "bigint",
+                unique=True,
+                django_field="FlexibleForeignKey",
+                fk_to=_ORG_FK,
+            ),
+            _c("provider", "varchar(128)"),
+            _c("config", "text"),
+            _c("default_role", "integer CHECK (col >= 0)", default=50),
+            _c("default_global_access", "boolean", default=True),
+            _c("scim_enabled", "boolean"),
+            _c("allow_unlinked", "boolean"),
+        ],
+    ),
+    "sentry.authidentityreplica": _replica_entry(
+        "sentry_authidentityreplica",
+        "src/sentry/models/authidentityreplica.py",
+        [
+            _c("auth_identity_id", "bigint", unique=True),
+            _c("user_id", "bigint"),
+            _c("auth_provider_id", "bigint"),
+            _c("ident", "varchar(128)"),
+            _c("data", "text"),
+            _c("last_verified", "timestamptz", default="timezone.now"),
+        ],
+        [["auth_provider_id", "ident"], ["auth_provider_id", "user_id"]],
+    ),
+    "sentry.organizationmemberteamreplica": _replica_entry(
+        "sentry_organizationmember_teamsreplica",
+        "src/sentry/models/organizationmemberteamreplica.py",
+        [
+            _c("team_id", "bigint"),
+            _c("organization_id", "bigint"),
+            _c("organizationmember_id", "bigint"),
+            _c("organizationmemberteam_id", "bigint"),
+            _c("is_active", "boolean"),
+            _c("role", "varchar(32)", null=True),
+        ],
+        [["team_id", "organizationmember_id", "organization_id"]],
+    ),
+    "sentry.teamreplica": _replica_entry(
+        "sentry_teamreplica",
+        "src/sentry/models/teamreplica.py",
+        [
+            _c("team_id", "bigint"),
+            _c("organization_id", "bigint"),
+            _c("slug", "varchar(50)"),
+            _c("name", "varchar(64)"),
+            _c("status", "integer CHECK (col >= 0)"),
+            _c("org_role", "varchar(32)", null=True),
+        ],
+        [["organization_id", "slug"]],
+    ),
+}
 
 #: Columns of sentry-columns.json left out of the schema, with the reason.
 OMITTED_COLUMNS: dict[tuple[str, str], str] = {
@@ -492,6 +677,7 @@ def build_tables(columns_json: Mapping[str, Any], registry_doc: Mapping[str, Any
             disagrees with the registry, or a type, default or constraint is not understood.
     """
     registry_models = {m["name"]: m for m in registry_doc["models"]}
+    columns_json = {**RELOCATE_COLUMNS, **columns_json}
     # Side-effect tables are built when the inventory describes them (tests check all are).
     wanted = list(registry_models) + [
         m for m in SIDE_EFFECT_MODELS if m in columns_json and m not in registry_models

@@ -1,10 +1,11 @@
 """Rules of the Organization-scope models (spec 6.5, 6.6 and 8).
 
-Organizations get normalised slugs, unique among organizations and slug reservations,
-with a PRIMARY reservation and an organization mapping written in the same transaction
-(the single-database result of Sentry's reservation dance). Members get member mappings
-and keep their row when their inviter is not imported. Keys, tokens and guids that
-collide with rows already in the target are regenerated.
+Organizations get normalised slugs of at most 30 characters, unique among organizations
+and slug reservations, with a PRIMARY reservation (and its replica) and an organization
+mapping carrying the organization's flags, written in the same transaction (the
+single-database result of Sentry's reservation dance), under the target's region.
+Members get member mappings and keep their row when their inviter is not imported. Keys,
+tokens and guids that collide with rows already in the target are regenerated.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import base64
 import json
 import secrets
 import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
 
 from relocate.db.handler import (
     Collision,
@@ -30,7 +35,9 @@ from relocate.db.handler import (
     try_unique,
 )
 from relocate.logic.rules.common import first_free, sha256_hex, slugify
+from relocate.logic.rules.replicas import table_columns, write_replicas
 from relocate.logic.rules.tokens import fresh_key, fresh_token, fresh_uuid
+from relocate.logic.settings import MONOLITH_REGION
 
 #: Sentry's reserved organization slugs (spec section 8; keep it data, not logic).
 RESERVED_ORG_SLUGS = frozenset(
@@ -144,17 +151,137 @@ RESERVED_ORG_SLUGS = frozenset(
         "welcome",
     ]
 )
-ORG_SLUG_MAX_LENGTH = 50
+#: ``slugify_instance``'s default ``max_length`` (src/sentry/db/models/utils.py), which
+#: Organization.save and ``_generate_org_slug`` do not override.
+ORG_SLUG_MAX_LENGTH = 30
 PRIMARY_RESERVATION = 0
+
+#: Organization.flags bits in order (src/sentry/models/organization.py, ``class flags``)
+#: with the mapping column ``update_organization_mapping_from_instance`` copies each into
+#: (``require_2fa`` is the column of the mapping's ``requires_2fa``). The last three exist
+#: in newer Sentry only; each is written when the target's mapping table has it.
+ORG_FLAG_COLUMNS = (
+    "allow_joinleave",
+    "enhanced_privacy",
+    "disable_shared_issues",
+    "early_adopter",
+    "require_2fa",
+    "disable_new_visibility_features",
+    "require_email_verification",
+    "codecov_access",
+    "disable_member_project_creation",
+    "prevent_superuser_access",
+    "disable_member_invite",
+)
+#: Organization.flags' ``bitfield_default``: allow_joinleave only.
+ORG_FLAGS_DEFAULT = 1
+
+#: The mapping's columns relocate writes, with the type of their parameter arrays.
+_MAPPING_TYPES = {
+    "organization_id": "bigint",
+    "slug": "text",
+    "name": "text",
+    "date_created": "timestamptz",
+    "idempotency_key": "text",
+    "region_name": "text",
+    "status": "bigint",
+    **{column: "boolean" for column in ORG_FLAG_COLUMNS},
+}
 
 
 def normalize_org_slug(slug: str | None) -> str:
-    """Sentry's slug normalisation; a reserved or empty slug becomes 12 random hex chars."""
+    """Sentry's ``slugify_instance`` value: ``slugify(label)[:30].strip("-")``; a reserved
+    or empty slug becomes 12 random hex characters."""
     text = (slug or "").lower().replace("_", "-").strip("-")
-    text = slugify(text)
+    text = slugify(text)[:ORG_SLUG_MAX_LENGTH].strip("-")
     if not text or text in RESERVED_ORG_SLUGS:
         return secrets.token_hex(6)
     return text
+
+
+def mapping_flags(flags: Any) -> dict[str, bool]:
+    """The mapping's booleans from an organization's flags bitfield (None: its default)."""
+    bits = ORG_FLAGS_DEFAULT if flags is None else int(flags)
+    return {column: bool(bits >> bit & 1) for bit, column in enumerate(ORG_FLAG_COLUMNS)}
+
+
+def target_region(cur: psycopg.Cursor) -> str | None:
+    """The region the target's newest organization mapping (else slug reservation) names.
+
+    A monolith records one region in both (``get_local_region().name``); None when the
+    target has neither, i.e. nothing says which region it is.
+    """
+    row = cur.execute(
+        "SELECT region_name FROM ("
+        "(SELECT region_name, 0 AS k, id FROM sentry_organizationmapping ORDER BY id DESC "
+        "LIMIT 1) UNION ALL "
+        "(SELECT region_name, 1, id FROM sentry_organizationslugreservation ORDER BY id DESC "
+        "LIMIT 1)) AS t ORDER BY k LIMIT 1"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def region_of(ctx: WriteContext) -> str:
+    """The region of this import's mappings and reservations (``--region-name``, else the
+    target's, else the monolith's); looked up once per batch."""
+    if ctx.settings.region_name:
+        return ctx.settings.region_name
+    if "region" not in ctx.scratch:
+        ctx.scratch["region"] = target_region(ctx.cur) or MONOLITH_REGION
+    return ctx.scratch["region"]
+
+
+def target_url_prefix(cur: psycopg.Cursor) -> str:
+    """``options.get("system.url-prefix")`` as a monolith reads it from ``sentry_option``.
+
+    The option has no registered default, which Sentry's options manager turns into "":
+    an unset option (no row, JSON null, a value that is not a JSON string) reads as "".
+    """
+    row = cur.execute(
+        "SELECT value FROM sentry_option WHERE key = 'system.url-prefix' ORDER BY id LIMIT 1"
+    ).fetchone()
+    if row is None or row[0] is None:
+        return ""
+    try:
+        value = json.loads(row[0])
+    except (TypeError, ValueError):
+        return ""  # not JSON (an old pickled value): relocate does not unpickle
+    return value if isinstance(value, str) else ""
+
+
+def insert_mappings(ctx: WriteContext, items: list[Item]) -> list[int]:
+    """The organization mappings of ``items`` (``item.slug`` set), with every column of
+    ``update_organization_mapping_from_instance`` the target's mapping table has."""
+    present = table_columns(ctx, "sentry_organizationmapping")
+    region = region_of(ctx)
+    rows = []
+    for item in items:
+        values = item.values
+        date = values.get("date_added")
+        rows.append(
+            {
+                "organization_id": item.new_pk,
+                "slug": item.slug,
+                "name": (values.get("name") or "")[:64],
+                "date_created": str(date) if date is not None else ctx.now.isoformat(),
+                "idempotency_key": "",
+                "region_name": region,
+                "status": values.get("status", 0),
+                **mapping_flags(values.get("flags")),
+            }
+        )
+    columns = [c for c in _MAPPING_TYPES if c in present]
+    statement = sql.SQL("INSERT INTO sentry_organizationmapping ({}) SELECT * FROM unnest({})")
+    statement = statement.format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(_MAPPING_TYPES[c])) for c in columns),
+    )
+    return insert_side_effects(
+        ctx,
+        statement.as_string(ctx.cur),
+        [[row[c] for row in rows] for c in columns],
+        "sentry_organizationmapping",
+    )
 
 
 class OrganizationHandler(Handler):
@@ -193,7 +320,8 @@ class OrganizationHandler(Handler):
         fast: list[Item] = []
         slow: list[Item] = []
         for item, key in zip(items, keys, strict=True):
-            (slow if key in taken else fast).append(item)
+            # An all-digit slug is never kept as it is (unique_db_instance), free or not.
+            (slow if key in taken or key.isdecimal() else fast).append(item)
             taken.add(key)
         if fast and not try_unique(ctx, lambda: self._insert_many(ctx, fast)):
             # A concurrent batch took one of the slugs: do these one by one.
@@ -221,7 +349,7 @@ class OrganizationHandler(Handler):
         for item in items:
             item.slug = item.values["slug"]
         copy_rows(ctx, items)
-        region = ctx.settings.region_name
+        region = region_of(ctx)
         reserved = insert_side_effects(
             ctx,
             "INSERT INTO sentry_organizationslugreservation (slug, organization_id, user_id, "
@@ -232,23 +360,8 @@ class OrganizationHandler(Handler):
         )
         if len(reserved) < len(items):
             raise Collision("a slug was reserved meanwhile")
-        insert_side_effects(
-            ctx,
-            "INSERT INTO sentry_organizationmapping (organization_id, slug, name, "
-            "date_created, idempotency_key, region_name, status) "
-            "SELECT o, s, n, COALESCE(d::timestamptz, now()), '', %s, st "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
-            "AS t(o, s, n, d, st)",
-            (
-                region,
-                [i.new_pk for i in items],
-                [i.slug for i in items],
-                [(i.values.get("name") or "")[:64] for i in items],
-                [i.values.get("date_added") for i in items],
-                [i.values.get("status", 0) for i in items],
-            ),
-            "sentry_organizationmapping",
-        )
+        write_replicas(ctx, "sentry_organizationslugreservation", reserved)
+        insert_mappings(ctx, items)
 
     @staticmethod
     def _insert(ctx: WriteContext, item: Item, slug: str) -> None:
@@ -256,7 +369,6 @@ class OrganizationHandler(Handler):
         item.values["slug"] = slug
         item.slug = slug
         insert_row(ctx, item)
-        values = item.values
         reservation = insert_side_effect(
             ctx,
             "sentry_organizationslugreservation",
@@ -264,25 +376,14 @@ class OrganizationHandler(Handler):
                 "slug": slug,
                 "organization_id": item.new_pk,
                 "user_id": -1,
-                "region_name": ctx.settings.region_name,
+                "region_name": region_of(ctx),
                 "reservation_type": PRIMARY_RESERVATION,
             },
         )
         if reservation is None:
             raise Collision(f"slug {slug!r} was reserved meanwhile")
-        insert_side_effect(
-            ctx,
-            "sentry_organizationmapping",
-            {
-                "organization_id": item.new_pk,
-                "slug": slug,
-                "name": (values.get("name") or "")[:64],
-                "date_created": values.get("date_added") or ctx.now,
-                "idempotency_key": "",
-                "region_name": ctx.settings.region_name,
-                "status": values.get("status", 0),
-            },
-        )
+        write_replicas(ctx, "sentry_organizationslugreservation", [reservation])
+        insert_mappings(ctx, [item])
 
 
 class OrganizationMemberHandler(Handler):
@@ -323,23 +424,6 @@ class OrganizationMemberHandler(Handler):
         record_side_effects(ctx, "sentry_organizationmembermapping", [r[0] for r in ids])
 
 
-class ProjectKeyHandler(Handler):
-    """``sentry.projectkey``: empty or colliding public/secret keys are regenerated.
-
-    Sentry merges imported keys into the default key its ORM creates with a project
-    (so a second key of one project overwrites the first); relocate creates no default
-    keys, so every exported key stays its own row.
-    """
-
-    def prepare(self, ctx: WriteContext, item: Item) -> None:
-        for column in ("public_key", "secret_key"):
-            value = item.values.get(column)
-            if not value or not ctx.is_free(column, value):
-                value = fresh_key()
-                ctx.reserve(column, value)
-            item.values[column] = value
-
-
 class UniqueValueHandler(Handler):
     """A model whose one column must be globally unique: a collision gets a new value."""
 
@@ -357,15 +441,22 @@ class UniqueValueHandler(Handler):
             ctx.reserve(self.column, value)
 
 
-def org_auth_token(slug: str, url_prefix: str, region_url: str = "") -> str:
-    """A new org auth token for the organization's final slug (spec 6.5)."""
+def org_auth_token(slug: str, url_prefix: str, region_url: str | None = None) -> str:
+    """A new org auth token for the organization's final slug: Sentry's ``generate_token``
+    (src/sentry/utils/security/orgauthtoken_token.py).
+
+    The payload is compact JSON in Sentry's key order, base64 with its padding kept; the
+    secret is base64 of 32 random bytes with the padding stripped. A monolith's
+    ``region_url`` is its url-prefix (``generate_region_url`` without a region template).
+    """
     payload = {
         "iat": time.time(),
         "url": url_prefix,
-        "region_url": region_url or url_prefix,
+        "region_url": url_prefix if region_url is None else region_url,
         "org": slug,
     }
-    encoded = base64.b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    compact = json.dumps(payload, separators=(",", ":")).encode()
+    encoded = base64.b64encode(compact).decode()
     secret = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
     return f"sntrys_{encoded}_{secret}"
 
@@ -379,62 +470,24 @@ class OrgAuthTokenHandler(Handler):
             return
         org = ctx.target("sentry.organization", item.source.get("organization_id"))
         slug = org.slug if org is not None else None
-        if not slug or not ctx.settings.url_prefix:
-            raise RowDropped(
-                "a new token is needed but the organization's slug or the instance URL is unknown"
-            )
-        token = org_auth_token(slug, ctx.settings.url_prefix)
+        if not slug:
+            raise RowDropped("a new token is needed but the organization's slug is unknown")
+        url = ctx.settings.url_prefix
+        if url is None:
+            if "url_prefix" not in ctx.scratch:
+                ctx.scratch["url_prefix"] = target_url_prefix(ctx.cur)
+            url = ctx.scratch["url_prefix"]
+        token = org_auth_token(slug, url)
         item.values["token_hashed"] = sha256_hex(token)
         item.values["token_last_characters"] = token[-4:]
         ctx.reserve("token_hashed", item.values["token_hashed"])
-
-
-class UserIpHandler(Handler):
-    """``sentry.userip``: get-or-create per (user, ip), country/region from GeoIP."""
-
-    def prepare(self, ctx: WriteContext, item: Item) -> None:
-        from relocate.logic.rules.users import _user_was_merged
-
-        if _user_was_merged(ctx, item):
-            raise RowDropped("its user was merged into an existing user (--merge-users)")
-        geo = ctx.scratch.get("geoip")
-        if geo is None:
-            from relocate.logic.geoip import GeoIp
-
-            geo = ctx.scratch["geoip"] = GeoIp(ctx.settings.geoip_db)
-        country, region = geo.lookup(item.values.get("ip_address"))
-        item.values["country_code"] = country
-        item.values["region_code"] = region
-        if not ctx.settings.is_global:
-            item.values["first_seen"] = ctx.now
-            item.values["last_seen"] = ctx.now
-
-    def write(self, ctx: WriteContext, items: list[Item]) -> None:
-        for item in items:
-            ctx.current = item
-            existing = find_existing(
-                ctx, {"user_id": item.values["user_id"], "ip_address": item.values["ip_address"]}
-            )
-            if existing is None:
-                insert_row(ctx, item)
-            else:
-                item.new_pk = existing
-
-
-def fresh_subscription_id(_: str) -> None:
-    """A colliding Snuba subscription id is cleared: the subscription is re-created."""
-    return None
 
 
 def org_handlers() -> dict[str, Handler]:
     return {
         "sentry.organization": OrganizationHandler(),
         "sentry.organizationmember": OrganizationMemberHandler(),
-        "sentry.projectkey": ProjectKeyHandler(),
         "sentry.orgauthtoken": OrgAuthTokenHandler(),
-        "sentry.monitor": UniqueValueHandler("guid", lambda _: fresh_uuid()),
-        "sentry.querysubscription": UniqueValueHandler("subscription_id", fresh_subscription_id),
-        "sentry.userip": UserIpHandler(),
         "sentry.servicehook": UniqueValueHandler("guid", lambda _: fresh_key()),
         "sentry.sentryappcomponent": UniqueValueHandler("uuid", lambda _: fresh_uuid()),
         "sentry.apikey": UniqueValueHandler("key", lambda _: fresh_key()),
