@@ -6,7 +6,8 @@
     filters   = ResolveFilters(rows)                  # org/user allow-lists, a side input
     admitted  = AdmitRows(rows, filters)              # scope and filters; skips reported
     converted = ConvertRows(admitted)                 # columns, types, Sentry validation
-    gate[0]   = count(findings)                       # any finding: nothing is written
+    violations = CheckConstraints(converted)          # CHECKs, keys repeated in the file
+    gate[0]   = count(findings + violations)          # any finding: nothing is written
     gate[k]   = WriteStage(k, rows of stage k, gate[k-1])
     Finish(gate[N])                                   # sequences, chunk records
 
@@ -24,7 +25,7 @@ filled: rows may come in any order in the file.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -37,8 +38,10 @@ from relocate.beam.admit import (
     ResolveFilters,
     bad_row_finding,
 )
+from relocate.beam.constraints import CheckConstraints
 from relocate.beam.read import BAD, ReadExport, rows_of
 from relocate.beam.write import WriteReports, WriteStage, connect
+from relocate.db.constraints import ModelConstraints
 from relocate.io.export_reader import Row
 from relocate.logic.admission import LEGACY_OWNER_FIELDS, actor_owner
 from relocate.logic.convert import TableLayout
@@ -71,6 +74,8 @@ class ImportPlan:
     decryption: Any | None = None
     #: Set for a detached import: the pipeline concludes it and writes these files.
     outputs: ImportOutputs | None = None
+    #: model -> the target's CHECK and unique constraints checked before any write.
+    constraints: dict[str, ModelConstraints] = field(default_factory=dict)
 
 
 def _finding_entry(finding: Any) -> tuple:
@@ -161,7 +166,7 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     n_stages = registry.max_stage
     stage_parts: list[list[beam.PCollection]] = [[] for _ in range(n_stages)]
     bad = read[BAD] | "BadRows" >> beam.Map(bad_row_finding)
-    findings_parts, skipped_parts = [bad], []
+    findings_parts, skipped_parts, converted_parts = [bad], [], []
     for prefix, rows, owners in (("", owned[0], None), ("Owned", owned[1], actors)):
         admit = rows | f"{prefix}Admit" >> AdmitRows(
             registry, settings, plan.removed_models, filters, owners
@@ -169,12 +174,19 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
         conv = admit.admitted | f"{prefix}Convert" >> ConvertRows(plan.layouts, settings, tables)
         findings_parts += [admit[FINDINGS], conv[FINDINGS]]
         skipped_parts += [admit[SKIPPED], conv[SKIPPED]]
+        converted_parts.append(conv.converted)
         by_stage = conv.converted | f"{prefix}ByStage" >> beam.Partition(
             lambda batch, n: stage_of[batch[0]], n_stages
         )
         for index in range(n_stages):
             stage_parts[index].append(by_stage[index])
 
+    if plan.constraints:
+        # What only the whole export shows (CHECK constraints, keys repeated within the
+        # file) is checked before the gate too: a finding still means nothing was written.
+        findings_parts.append(
+            tuple(converted_parts) | "Constraints" >> CheckConstraints(settings, plan.constraints)
+        )
     findings = tuple(findings_parts) | "AllFindings" >> beam.Flatten()
     reports = (
         (*skipped_parts, findings | "FindingEntries" >> beam.Map(_finding_entry))

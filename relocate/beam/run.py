@@ -11,6 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from relocate.beam.pipeline import ImportOutputs, ImportPlan, build
 from relocate.db.catalog import read_catalog
+from relocate.db.constraints import drop_run_staging, plan_constraints
 from relocate.db.ddl import load_tables
 from relocate.db.finish import ImportSummary, conclude_import
 from relocate.db.ledger import LEDGER_DDL
@@ -72,16 +73,20 @@ def build_pipeline(
     What it returns is what a runner receives: pipeline options and pickled DoFns, which
     hold the names of any secrets, never their values.
     """
+    from relocate.logic.rules import build_handlers
+
     registry = registry or Registry.load()
     catalog = prepare_target(settings, registry)
+    layouts = build_layouts(registry, field_map(), catalog)
     plan = ImportPlan(
         source=source,
         settings=settings,
         registry=registry,
-        layouts=build_layouts(registry, field_map(), catalog),
+        layouts=layouts,
         removed_models=REMOVED_MODELS,
         decryption=decryption,
         outputs=outputs,
+        constraints=plan_constraints(catalog, layouts, build_handlers(), settings.run_id),
     )
     args = list(beam_args or [])
     if not any(a.startswith("--runner") for a in args):
@@ -125,6 +130,7 @@ def run_import(
         result.wait_until_finish()
     except BaseException:
         _set_status(settings, "failed")
+        _drop_staging(settings)
         raise
     if outputs is not None:
         return None  # the pipeline concludes the import itself
@@ -142,6 +148,15 @@ def _set_status(settings: ImportSettings, status: str) -> None:
             )
     except psycopg.Error:
         pass  # the database may be what failed; the import stays 'running' then
+
+
+def _drop_staging(settings: ImportSettings) -> None:
+    """Drops the staging tables of a run whose pipeline failed (relocate.db.constraints)."""
+    try:
+        with connect(settings) as conn:
+            drop_run_staging(conn, settings.run_id)
+    except psycopg.Error:
+        pass  # the database may be what failed; the tables are UNLOGGED scratch then
 
 
 def read_counts(result: Any) -> dict[str, int]:

@@ -17,7 +17,13 @@ from relocate.cli.common import (
     target_from_args,
     was_interrupted,
 )
-from relocate.cli.summary import ProgressLine, format_finding, print_skips, print_summary
+from relocate.cli.summary import (
+    ProgressLine,
+    describe_failure,
+    format_finding,
+    print_skips,
+    print_summary,
+)
 
 GLOBAL_PROMPT = (
     "Proceeding with this operation will irrecoverably delete all existing low-volume "
@@ -141,10 +147,7 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
                 for hint in INTEGRITY_HINTS:
                     print(hint, file=err)
             print(
-                f"Import failed; rows already committed stay tagged with import UUID "
-                f"{import_uuid}: fix the cause and rerun with --import-uuid {import_uuid} "
-                "to resume.",
-                file=err,
+                describe_failure(summary, registry, import_uuid, args.scope == "global"), file=err
             )
         elif not args.silent:
             print_summary(summary, err)

@@ -90,3 +90,63 @@ def format_finding(f: dict) -> str:
         f"'{terminal_safe(f['on']['model'])}', ordinal: {f['on']['ordinal']}),\n    left_pk: "
         f"{f['left_pk']},\n    reason: {terminal_safe(f['reason'])}\n)"
     )
+
+
+#: Findings raised before any write (reading and validation); any other kind comes from a
+#: stage's write.
+PRE_WRITE_KINDS = frozenset({"ValidationError", "DeserializationFailed"})
+
+
+def describe_failure(summary: Any, registry: Any, import_uuid: str, is_global: bool) -> str:
+    """What a failed import left in the target, read from its ledger, and what to do next.
+
+    A finding before the writes leaves nothing. A write that fails rolls back its own batch
+    (one transaction), but the stage's other batches, and every earlier stage, stay
+    committed: they are named here per stage and model.
+    """
+    held: dict[int, list[str]] = {}
+    total = 0
+    for name, m in sorted(summary.models.items()):
+        rows = m.inserted + m.existing + m.overwritten
+        if not rows:
+            continue
+        total += rows
+        info = registry.get(name)
+        extra = [
+            f"{n} {what}"
+            for n, what in ((m.existing, "existing"), (m.overwritten, "overwritten"))
+            if n
+        ]
+        held.setdefault(info.stage if info else 0, []).append(
+            f"{name} {rows}" + (f" ({', '.join(extra)})" if extra else "")
+        )
+    written = any(f["kind"] not in PRE_WRITE_KINDS for f in summary.findings)
+    failed = sorted(
+        {
+            f"stage {info.stage} ({f['on']['model']})"
+            for f in summary.findings
+            if f["kind"] not in PRE_WRITE_KINDS and (info := registry.get(f["on"]["model"]))
+        }
+    )
+    if not total:
+        wiped = (
+            " The Global wipe had emptied the target's tables before stage 1."
+            if is_global and written
+            else ""
+        )
+        what = "Nothing was written" if not wiped else "No row was written"
+        return (
+            f"Import failed. {what}: the target holds no row of import {import_uuid}.{wiped}"
+            " Fix the cause and run the import again."
+        )
+    stages = "; ".join(f"stage {s}: {', '.join(models)}" for s, models in sorted(held.items()))
+    where = (
+        f" The write of {', '.join(failed)} failed: that batch was rolled back." if failed else ""
+    )
+    return (
+        f"Import failed.{where} The target holds {total} rows of import {import_uuid} "
+        f"(with the rows created beside them), committed before the failure: {stages}. "
+        f"Fix the cause and rerun with --import-uuid {import_uuid} to resume (only what is "
+        f"missing is written), or remove them with "
+        f"`relocate rollback --import-uuid {import_uuid}`."
+    )

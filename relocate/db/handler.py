@@ -326,6 +326,10 @@ class Handler:
 
     #: FK columns that are nulled, not dropped, when their target was not imported.
     null_when_missing: frozenset[str] = frozenset()
+    #: Unique column sets whose repeats the rules resolve (a rename, a merge into one row,
+    #: a new value): not checked against the export before the writes
+    #: (``relocate.db.constraints``).
+    resolves_uniques: tuple[frozenset[str], ...] = ()
 
     def validate(self, row: Converted, settings: ImportSettings) -> None:
         """Sentry's own validation of the model (pure, before any write).

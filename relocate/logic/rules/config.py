@@ -27,6 +27,7 @@ class OverwritableConfigHandler(Handler):
 
     def __init__(self, unique: tuple[str, ...]) -> None:
         self.unique = unique
+        self.resolves_uniques = (frozenset(unique),)  # kept (Existing) or overwritten
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         for item in items:
@@ -55,6 +56,10 @@ def _jsonable(row: dict) -> dict:
 class ApiTokenHandler(Handler):
     """``sentry.apitoken``: a token any of whose unique values (its token, refresh token
     or their hashes) is taken gets new secrets (``settle_api_token``)."""
+
+    resolves_uniques = tuple(
+        frozenset({c}) for c in ("token", "hashed_token", "refresh_token", "hashed_refresh_token")
+    )
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         values = item.values

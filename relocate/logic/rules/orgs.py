@@ -287,6 +287,8 @@ def insert_mappings(ctx: WriteContext, items: list[Item]) -> list[int]:
 class OrganizationHandler(Handler):
     """``sentry.organization``: always Inserted, under a slug nobody else has."""
 
+    resolves_uniques = (frozenset({"slug"}),)
+
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         item.values["slug"] = normalize_org_slug(item.values.get("slug"))
 
@@ -390,6 +392,7 @@ class OrganizationMemberHandler(Handler):
     """``sentry.organizationmember``: inviter nulled when absent; member mappings."""
 
     null_when_missing = frozenset({"inviter_id"})
+    resolves_uniques = (frozenset({"token"}),)
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         token = item.values.get("token")
@@ -430,6 +433,7 @@ class UniqueValueHandler(Handler):
     def __init__(self, column: str, fresh: object) -> None:
         self.column = column
         self.fresh = fresh
+        self.resolves_uniques = (frozenset({column}),)
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         value = item.values.get(self.column)
@@ -463,6 +467,8 @@ def org_auth_token(slug: str, url_prefix: str, region_url: str | None = None) ->
 
 class OrgAuthTokenHandler(Handler):
     """``sentry.orgauthtoken``: an empty or colliding hash gets a new token for the slug."""
+
+    resolves_uniques = (frozenset({"token_hashed"}),)
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         hashed = item.values.get("token_hashed")

@@ -45,6 +45,8 @@ def _user_was_merged(ctx: WriteContext, item: Item, column: str = "user_id") -> 
 class UserHandler(Handler):
     """``sentry.user`` (table auth_user)."""
 
+    resolves_uniques = (frozenset({"username"}),)  # renamed, or merged
+
     def validate(self, row: Converted, settings: ImportSettings) -> None:
         values = row.values
         username = values.get("username")
@@ -159,6 +161,8 @@ class UserHandler(Handler):
 class EmailHandler(Handler):
     """``sentry.email``: get-or-create by address (case-insensitive)."""
 
+    resolves_uniques = (frozenset({"email"}),)
+
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         known = _email_ids(ctx, [i.values.get("email") or "" for i in items])
         new: list[Item] = []
@@ -210,6 +214,8 @@ def _text(value: object) -> str | None:
 
 class UserEmailHandler(Handler):
     """``sentry.useremail``: verification reset outside Global; merges into the primary."""
+
+    resolves_uniques = (frozenset({"user_id", "email"}),)
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         if _user_was_merged(ctx, item):
