@@ -66,6 +66,11 @@ CHUNK_TABLES = (
 VOLATILE: dict[str, frozenset[str]] = {
     "sentry_lostpasswordhash": frozenset({"hash", "date_added"}),
     "sentry_organizationslugreservation": frozenset({"date_added"}),
+    # Issue 13: Sentry gives every monitor a new guid and every detection uuid a new one,
+    # and re-creates query subscriptions (date_updated now).
+    "sentry_monitor": frozenset({"guid"}),
+    "sentry_incident": frozenset({"detection_uuid"}),
+    "sentry_querysubscription": frozenset({"date_updated"}),
     **{t: frozenset({"date_added", "date_updated", "import_uuid"}) for t in CHUNK_TABLES},
 }
 
@@ -78,6 +83,9 @@ SIDE_EFFECT_VOLATILE: dict[str, frozenset[str]] = {
 }
 UNMAPPED_SIDE_EFFECT_VOLATILE: dict[str, frozenset[str]] = {
     "sentry_useremail": frozenset({"validation_hash", "date_hash_added"}),
+    # A new project's receiver-written options (a random relay-rev, now()) keep those
+    # values when no exported option of their key is saved onto them.
+    "sentry_projectoptions": frozenset({"value"}),
 }
 
 #: Columns of unclaimed users (any scope) that sanitisation sets at random / to now().
@@ -103,7 +111,6 @@ NON_GLOBAL_VOLATILE: dict[str, frozenset[str]] = {
     "sentry_monitor": frozenset({"guid"}),
     "sentry_servicehook": frozenset({"guid"}),
     "sentry_sentryappcomponent": frozenset({"uuid"}),
-    "sentry_querysubscription": frozenset({"subscription_id"}),
 }
 
 

@@ -516,13 +516,18 @@ def test_fixture_user_with(db_dsn, fixtures_dir, fixture, scope):
 
 
 @pytest.mark.parametrize("scope", ["users", "config"])
-def test_fixture_47_invalid_user_uses_email_as_username(db_dsn, fixtures_dir, scope):
-    """Behaviour 49: the unknown field is ignored, the empty username becomes the email."""
-    run = import_export(db_dsn, scope, fixtures_dir / "invalid-user.json")
-    assert run.code == 0, run.err
-    assert query(db_dsn, "SELECT username, email FROM auth_user") == [
-        ("maximum@example.com", "maximum@example.com")
-    ]
+def test_fixture_47_invalid_user_is_a_validation_error(db_dsn, fixtures_dir, scope, tmp_path):
+    """Behaviour 49: the unknown field is ignored; the missing username fails Sentry's user
+    serializer ("This field may not be blank."), a ValidationError, nothing written."""
+    findings = tmp_path / "findings.json"
+    run = import_export(
+        db_dsn, scope, fixtures_dir / "invalid-user.json", "--findings-file", str(findings)
+    )
+    assert run.code == 1
+    (finding,) = json.loads(findings.read_text())
+    assert (finding["kind"], finding["on"]["model"]) == ("ValidationError", "sentry.user")
+    assert "This field may not be blank." in finding["reason"]
+    assert count(db_dsn, "auth_user") == 0
 
 
 @pytest.mark.parametrize("scope", ["users", "config"])

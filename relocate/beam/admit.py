@@ -23,8 +23,10 @@ from relocate.logic.admission import (
     member_user_pk,
     org_pks_with_slugs,
     resolve_legacy_owner,
+    resolve_natural_user_refs,
     skip_reason,
     user_email_if_selected,
+    user_fk_fields,
 )
 from relocate.logic.convert import (
     RowInvalid,
@@ -126,9 +128,15 @@ class _AdmitFn(beam.DoFn):
         super().__init__()
 
     def process(
-        self, batch: tuple[str, list[tuple]], filters: Filters, actors: dict | None = None
+        self,
+        batch: tuple[str, list[tuple]],
+        filters: Filters,
+        actors: dict | None = None,
+        usernames: dict | None = None,
     ) -> Iterator[Any]:
         model, elements = batch
+        info = self._registry.get(model) if usernames is not None else None
+        user_fields = user_fk_fields(info) if info is not None else ()
         admitted = []
         for element in elements:
             row = Row._make(element)
@@ -136,6 +144,8 @@ class _AdmitFn(beam.DoFn):
                 reason = skip_reason(row, self._registry, self._settings, filters, self._removed)
                 if reason is None and actors is not None:
                     row = resolve_legacy_owner(row, actors)
+                if reason is None and user_fields:
+                    row = resolve_natural_user_refs(row, user_fields, usernames or {})
             except RowInvalid as exc:
                 yield beam.pvalue.TaggedOutput(
                     FINDINGS, Finding("ValidationError", row.model, row.ordinal, row.pk, str(exc))
@@ -155,7 +165,9 @@ class AdmitRows(beam.PTransform):
     (``skipped``) and ValidationError findings (``findings``).
 
     With ``actors`` (a PCollection of ``(actor pk, (user pk, team pk))``), the legacy
-    ``owner`` of admitted rows is resolved (``relocate.logic.admission``).
+    ``owner`` of admitted rows is resolved (``relocate.logic.admission``); with
+    ``usernames`` (``(username, user pk)`` of the export's users), users named by natural
+    key (23.7 exports) are.
     """
 
     registry: Registry
@@ -163,6 +175,7 @@ class AdmitRows(beam.PTransform):
     removed_models: frozenset[str]
     filters: beam.PCollection
     actors: beam.PCollection | None = None
+    usernames: beam.PCollection | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -171,6 +184,8 @@ class AdmitRows(beam.PTransform):
         side = {"filters": beam.pvalue.AsSingleton(self.filters)}
         if self.actors is not None:
             side["actors"] = beam.pvalue.AsDict(self.actors)
+        if self.usernames is not None:
+            side["usernames"] = beam.pvalue.AsDict(self.usernames)
         return rows | beam.ParDo(
             _AdmitFn(self.registry, self.settings, self.removed_models), **side
         ).with_outputs(SKIPPED, FINDINGS, main="admitted")

@@ -43,7 +43,13 @@ from relocate.beam.read import BAD, ReadExport, rows_of
 from relocate.beam.write import WriteReports, WriteStage, connect
 from relocate.db.constraints import ModelConstraints
 from relocate.io.export_reader import Row
-from relocate.logic.admission import LEGACY_OWNER_FIELDS, actor_owner
+from relocate.logic.admission import (
+    LEGACY_OWNER_FIELDS,
+    actor_owner,
+    has_natural_user_refs,
+    user_fk_fields,
+    username_pk,
+)
 from relocate.logic.convert import TableLayout
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
@@ -143,6 +149,19 @@ class _ConcludeFn(beam.DoFn):
         yield len(summary.findings)
 
 
+def legacy_path(batch: tuple[str, list[tuple]], user_fields: dict[str, tuple[str, ...]]) -> int:
+    """Which path a batch takes: 1 for the models with a legacy ``owner`` (they wait for the
+    actors), 2 for a batch naming a user by natural key (it waits for the usernames), else 0.
+    """
+    model, elements = batch
+    if model in LEGACY_OWNER_FIELDS:
+        return 1
+    fields = user_fields.get(model)
+    if fields and any(has_natural_user_refs(Row._make(e).fields, fields) for e in elements):
+        return 2
+    return 0
+
+
 def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     """Adds the import to ``pipeline``; returns a PCollection with the final gate."""
     registry, settings = plan.registry, plan.settings
@@ -157,8 +176,19 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     # them back into the other rows earlier would make the runner hold every row of the
     # export until the whole file is read (measured: +500 MB at 1M rows). Their Admit
     # resolves the owners, so that an owner of the wrong shape is a finding like any other.
+    # Batches of 23.7 exports that name users by natural key wait, on a third path, for
+    # the usernames of the export's users (a small side input).
+    user_fields = {m.name: user_fk_fields(m) for m in registry.models}
+    usernames = (
+        rows_of(read.rows, "sentry.user", "Users")
+        | "UsernamePks"
+        >> beam.FlatMap(
+            lambda r: [p] if (p := username_pk(Row._make(r))) else []
+        ).with_output_types(tuple[str, int])
+        | "FirstPkOfName" >> beam.CombinePerKey(min)
+    )
     owned = read.rows | "LegacyOwned" >> beam.Partition(
-        lambda batch, n: int(batch[0] in LEGACY_OWNER_FIELDS), 2
+        lambda batch, n: legacy_path(batch, user_fields), 3
     )
     filters = read.rows | "Filters" >> ResolveFilters(settings)
     tables = {m.name: m.table for m in registry.models}
@@ -167,9 +197,13 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     stage_parts: list[list[beam.PCollection]] = [[] for _ in range(n_stages)]
     bad = read[BAD] | "BadRows" >> beam.Map(bad_row_finding)
     findings_parts, skipped_parts, converted_parts = [bad], [], []
-    for prefix, rows, owners in (("", owned[0], None), ("Owned", owned[1], actors)):
+    for prefix, rows, owners, names in (
+        ("", owned[0], None, None),
+        ("Owned", owned[1], actors, None),
+        ("NaturalKeys", owned[2], None, usernames),
+    ):
         admit = rows | f"{prefix}Admit" >> AdmitRows(
-            registry, settings, plan.removed_models, filters, owners
+            registry, settings, plan.removed_models, filters, owners, names
         )
         conv = admit.admitted | f"{prefix}Convert" >> ConvertRows(plan.layouts, settings, tables)
         findings_parts += [admit[FINDINGS], conv[FINDINGS]]

@@ -21,6 +21,7 @@ from relocate.cli.summary import (
     ProgressLine,
     describe_failure,
     format_finding,
+    print_followups,
     print_skips,
     print_summary,
 )
@@ -152,6 +153,7 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
         elif not args.silent:
             print_summary(summary, err)
             print_skips(summary, err)
+            print_followups(summary, err)
         return exit_code
     finally:
         if findings_file is not None:

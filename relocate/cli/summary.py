@@ -150,3 +150,21 @@ def describe_failure(summary: Any, registry: Any, import_uuid: str, is_global: b
         f"missing is written), or remove them with "
         f"`relocate rollback --import-uuid {import_uuid}`."
     )
+
+
+#: What the target must run after an import that wrote query subscriptions.
+SUBSCRIPTIONS_NOTE = (
+    "Note: {n} query subscription(s) were imported as Sentry imports them: in status "
+    "CREATING, not yet registered with Snuba, so their metric alerts do not fire yet. "
+    "Sentry's subscription_checker task (Celery beat entry snuba-subscription-checker, every "
+    "20 minutes) registers those left in CREATING for more than 10 minutes: keep "
+    "`sentry run cron` and a `sentry run worker` that consumes the `subscriptions` queue "
+    "running on the target."
+)
+
+
+def print_followups(summary: Any, out: TextIO) -> None:
+    """What the operator has to do on the target after this import, if anything."""
+    subscriptions = summary.models.get("sentry.querysubscription")
+    if subscriptions is not None and subscriptions.inserted:
+        print(SUBSCRIPTIONS_NOTE.format(n=subscriptions.inserted), file=out)

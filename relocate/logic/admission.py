@@ -13,7 +13,7 @@ build the allow-lists pass over such values instead (the row itself is then a fi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,3 +245,63 @@ def resolve_legacy_owner(row: Row, actors: dict[Any, tuple[Any, Any]]) -> Row:
         fields[team_field] = team_pk
     return row._replace(fields=fields)
 
+
+# Legacy (23.7.x) exports: users named by natural key. The old ``sentry export`` serialised
+# with ``use_natural_foreign_keys=True``, so a foreign key to ``sentry.user`` holds Django's
+# ``User.natural_key()``, ``[username]`` (``AbstractBaseUser``; src/sentry/users/models/
+# user.py keeps Django's ``USERNAME_FIELD = "username"``). They are resolved against the
+# usernames of the export's own ``sentry.user`` rows (a small side input), before the
+# row's columns are converted.
+
+
+def user_fk_fields(model: ModelInfo) -> tuple[str, ...]:
+    """The export fields of ``model`` that are foreign keys to ``sentry.user``."""
+    return tuple(fk.field for fk in model.foreign_keys if fk.target == "sentry.user")
+
+
+def natural_user_key(value: Any) -> str | None:
+    """The username of a natural-key reference (a one-element list holding a string)."""
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]
+    return None
+
+
+def has_natural_user_refs(fields: dict[str, Any], user_fields: Iterable[str]) -> bool:
+    """Whether a row names a user by natural key in one of ``user_fields``."""
+    return any(natural_user_key(fields.get(f)) is not None for f in user_fields)
+
+
+def username_pk(user: Row) -> tuple[str, int] | None:
+    """(username, source pk) of a ``sentry.user`` row, for the natural-key side input."""
+    username = user.fields.get("username")
+    if isinstance(username, str) and isinstance(user.pk, int) and not isinstance(user.pk, bool):
+        return username, user.pk
+    return None
+
+
+def resolve_natural_user_refs(
+    row: Row, user_fields: Iterable[str], usernames: Mapping[str, int]
+) -> Row:
+    """Replaces natural-key user references by the source pk of the export's user.
+
+    The match is exact, as Django's ``get_by_natural_key`` (``username=``) is.
+
+    Raises:
+        RowInvalid: a username that no ``sentry.user`` row of the export has.
+    """
+    fields = row.fields
+    resolved: dict[str, int] = {}
+    for field in user_fields:
+        username = natural_user_key(fields.get(field))
+        if username is None:
+            continue
+        pk = usernames.get(username)
+        if pk is None:
+            raise RowInvalid(
+                f"field `{field}` names user {username[:100]!r} by username (a 23.7 export's "
+                "natural key), and no sentry.user of the export has that username"
+            )
+        resolved[field] = pk
+    if not resolved:
+        return row
+    return row._replace(fields={**fields, **resolved})

@@ -8,10 +8,12 @@ from __future__ import annotations
 from relocate.db.handler import Handler
 from relocate.logic.rules.config import ApiTokenHandler, OverwritableConfigHandler
 from relocate.logic.rules.orgs import org_handlers
+from relocate.logic.rules.projects import project_handlers
 from relocate.logic.rules.users import (
     EmailHandler,
     UserEmailHandler,
     UserHandler,
+    UserIpHandler,
     UserOptionHandler,
     UserOwnedHandler,
 )
@@ -25,6 +27,7 @@ def build_handlers() -> dict[str, Handler]:
         "sentry.useremail": UserEmailHandler(),
         "sentry.useroption": UserOptionHandler(),
         "sentry.userpermission": UserOwnedHandler(),
+        "sentry.userip": UserIpHandler(),
         "sentry.option": OverwritableConfigHandler(("key",)),
         "sentry.controloption": OverwritableConfigHandler(("key",)),
         "sentry.relay": OverwritableConfigHandler(("relay_id",)),
@@ -33,4 +36,5 @@ def build_handlers() -> dict[str, Handler]:
         "sentry.apitoken": ApiTokenHandler(),
     }
     handlers.update(org_handlers())
+    handlers.update(project_handlers())
     return handlers

@@ -7,12 +7,14 @@ import re
 import secrets
 import string
 import unicodedata
+import uuid
 from collections.abc import Callable, Iterator
 
-#: Sentry's suffix alphabet (sic: no "8", "0" twice; spec 6.1 and 12.4).
+#: Sentry's suffix alphabet, as written in ``unique_db_instance``
+#: (``src/sentry/db/models/utils.py``): no "8", and "0" twice.
 SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456790"
-#: (number of tries, suffix length) in the order Sentry tries them.
-SUFFIX_PLAN = ((2, 2), (5, 3), (20, 5), (1, 12))
+#: (number of tries, suffix length) in the order Sentry tries them: 28 tries in all.
+SUFFIX_PLAN = ((1, 2), (5, 3), (20, 5), (1, 12))
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -22,12 +24,15 @@ def random_string(length: int, alphabet: str = _ALNUM) -> str:
 
 
 def unique_candidates(base: str, max_length: int) -> Iterator[str]:
-    """Yields the names Sentry tries for ``base``: itself, then ``<base>-<suffix>``.
+    """Yields the names Sentry's ``unique_db_instance`` tries for ``base``.
 
-    The base is kept when it is not all digits (an all-digit value is always treated as
-    taken); each suffixed candidate cuts the base to ``max_length - len(suffix) - 1``.
+    The base is ``strip()``ped, and an empty one becomes 12 random hex characters
+    (``uuid4().hex[:12]``). The base itself comes first unless it is all digits
+    (``isdecimal()``: an all-digit value is always suffixed); then ``<base>-<suffix>``,
+    the base cut to ``max_length - len(suffix) - 1``.
     """
-    if base and not base.isdigit():
+    base = base.strip() or uuid.uuid4().hex[:12]
+    if not base.isdecimal():
         yield base[:max_length]
     for tries, length in SUFFIX_PLAN:
         for _ in range(tries):

@@ -19,7 +19,7 @@ from relocate.db.handler import (
     select_row,
     update_rows,
 )
-from relocate.logic.rules.tokens import settle_api_token
+from relocate.logic.rules.tokens import API_TOKEN_EXPIRATION, settle_api_token
 
 
 class OverwritableConfigHandler(Handler):
@@ -64,6 +64,12 @@ class ApiTokenHandler(Handler):
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         values = item.values
         columns = {c.column for c in ctx.layout.columns}
-        for column in settle_api_token(values, columns, ctx.is_free):
+        had_token = values.get("token") is not None
+        changed = settle_api_token(values, columns, ctx.is_free)
+        for column in changed:
             if values.get(column) is not None:
                 ctx.reserve(column, values[column])
+        if had_token and "token" in changed and values.get("expires_at") is not None:
+            # ApiToken.write_relocation_import (src/sentry/models/apitoken.py): a token
+            # regenerated on a collision expires DEFAULT_EXPIRATION (30 days) from now.
+            values["expires_at"] = ctx.now + API_TOKEN_EXPIRATION

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import zoneinfo
+from collections.abc import Callable
 from functools import lru_cache
 
 from relocate.db.handler import (
@@ -30,10 +31,30 @@ from relocate.logic.rules.common import first_free, secure_token, unusable_passw
 from relocate.logic.settings import ImportSettings
 
 MAX_USERNAME_LENGTH = 128
+#: Advisory locks that make concurrent batches' username checks take turns: the class
+#: (first key) is relocate's own, the second key one of the buckets of lower(username).
+USERNAME_LOCK_CLASS = 0x52_4C_55_53  # "RLUS"
+USERNAME_LOCK_BUCKETS = 64
+
+
+#: The ``language`` choices: Sentry's ``LANGUAGES`` (src/sentry/constants.py) is
+#: ``settings.LANGUAGES`` (src/sentry/conf/server.py) kept to the locales Sentry ships
+#: (src/sentry/locale/, ``pt_BR`` read as ``pt-br``). The set shipped varies by release;
+#: this is every code in both lists over the releases read, so no valid export is refused.
+LANGUAGE_CODES = frozenset(
+    {
+        "af", "ar", "bg", "ca", "cs", "da", "de", "el", "en", "es", "et", "fa", "fi", "fr",
+        "gl", "he", "hi", "hu", "id", "it", "ja", "ko", "lt", "lv", "pl", "pt", "pt-br",
+        "ro", "ru", "sk", "sl", "sv-se", "th", "tr", "uk", "vi", "zh-cn", "zh-tw",
+    }
+)  # fmt: skip
+#: The ``theme`` choices of ``UserOptionsSerializer``.
+THEMES = frozenset({"light", "dark", "system"})
 
 
 @lru_cache(maxsize=1)
 def _timezones() -> frozenset[str]:
+    """The ``timezone`` choices (Sentry's ``get_timezone_choices``: the IANA names)."""
     return frozenset(zoneinfo.available_timezones())
 
 
@@ -48,17 +69,15 @@ class UserHandler(Handler):
     resolves_uniques = (frozenset({"username"}),)  # renamed, or merged
 
     def validate(self, row: Converted, settings: ImportSettings) -> None:
-        values = row.values
-        username = values.get("username")
-        if not username:
-            # Sentry's user serializer falls back to the email for an empty username.
-            if values.get("email"):
-                values["username"] = values["email"][:MAX_USERNAME_LENGTH]
-            else:
-                raise RowInvalid(
-                    "Django validation error encountered: {'username': "
-                    "['This field may not be blank.']}"
-                )
+        # Sentry runs the row through its user serializer (``User.write_relocation_import``,
+        # src/sentry/users/models/user.py): DRF's CharField trims the value and rejects a
+        # blank one. There is no fallback to the email.
+        username = row.values.get("username")
+        if not isinstance(username, str) or not username.strip():
+            raise RowInvalid(
+                "Django validation error encountered: {'username': "
+                "['This field may not be blank.']}"
+            )
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         values = item.values
@@ -74,22 +93,32 @@ class UserHandler(Handler):
             values["is_password_expired"] = False
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
-        # One query finds every username of the batch that exists already; rows whose name
-        # is free (and first of its name in the batch) go in one COPY, the others one by
-        # one after it, so the first row in file order keeps the name, as in Sentry.
-        names = [item.values["username"] for item in items]
+        # A username is taken when one differs from it only in case: Sentry's serializer
+        # checks ``username__iexact`` and fails the import on such a row, relocate renames
+        # or merges it like an exact collision. One query finds the batch's names already
+        # taken; rows whose name is free (and first of its name in the batch) go in one
+        # COPY, the others one by one after it, so the first row in file order keeps the
+        # name. PostgreSQL's lower() gives the keys, so Python and the queries agree.
+        keys = pg_lower(ctx, [item.values["username"] for item in items])
+        # No unique index catches a case-only collision between concurrent batches: their
+        # checks take turns on locks of the names' hash buckets, until commit.
+        ctx.cur.execute(
+            "SELECT pg_advisory_xact_lock(%s, b) FROM (SELECT DISTINCT hashtext(k) & %s AS b "
+            "FROM unnest(%s::text[]) AS k ORDER BY 1) AS t",
+            (USERNAME_LOCK_CLASS, USERNAME_LOCK_BUCKETS - 1, keys),
+        ).fetchall()
         taken = {
             r[0]
             for r in ctx.cur.execute(
-                "SELECT username FROM auth_user WHERE username = ANY(%s)", (names,)
+                "SELECT lower(username) FROM auth_user WHERE lower(username) = ANY(%s::text[])",
+                (keys,),
             )
         }
         fast: list[Item] = []
         slow: list[Item] = []
-        for item in items:
-            name = item.values["username"]
-            (slow if name in taken else fast).append(item)
-            taken.add(name)
+        for item, key in zip(items, keys):
+            (slow if key in taken else fast).append(item)
+            taken.add(key)
         if fast and not try_unique(ctx, lambda: copy_rows(ctx, fast)):
             # A concurrent batch took one of the names: do these one by one.
             slow = sorted(fast + slow, key=lambda i: i.ordinal)
@@ -101,20 +130,17 @@ class UserHandler(Handler):
         original = item.values["username"]
         ctx.current = item
         for _ in range(3):
-            existing = find_existing(ctx, {"username": original})
+            existing = _username_owner(ctx, original)
             if existing is not None and ctx.settings.merge_users:
                 item.new_pk, item.kind = existing, EXISTING
                 return
             if existing is not None:
-                # Sentry matches the collision exactly and checks candidates
+                # Sentry's rename (unique_db_instance) checks candidates
                 # case-insensitively.
                 free = first_free(
                     original,
                     MAX_USERNAME_LENGTH,
-                    lambda c: (
-                        find_existing(ctx, {"username": c}, ci_columns=frozenset({"username"}))
-                        is not None
-                    ),
+                    lambda c: _username_owner(ctx, c) is not None,
                 )
                 if free is None:
                     raise RowFailed("IntegrityError", f"no free username derived from {original!r}")
@@ -136,72 +162,126 @@ class UserHandler(Handler):
                 (user_ids, [secure_token(32) for _ in items]),
                 "sentry_lostpasswordhash",
             )
-        with_email = [i for i in items if i.values.get("email")]
-        if with_email:
-            emails = [i.values["email"] for i in with_email]
-            insert_side_effects(
-                ctx,
-                "INSERT INTO sentry_useremail "
-                "(user_id, email, validation_hash, date_hash_added, is_verified) "
-                "SELECT u, e, h, now(), false FROM unnest(%s::bigint[], %s::text[], "
-                "%s::text[]) AS t(u, e, h)",
-                ([i.new_pk for i in with_email], emails, [secure_token(32) for _ in emails]),
-                "sentry_useremail",
-            )
-            # The unique index on lower(email) makes an existing address a no-op.
-            insert_side_effects(
-                ctx,
-                "INSERT INTO sentry_email (email, date_added) "
-                "SELECT e, now() FROM unnest(%s::text[]) AS t(e)",
-                (emails,),
-                "sentry_email",
-            )
+        # Receivers create_user_email (post_save User) and create_email (post_save
+        # UserEmail), src/sentry/receivers/useremail.py and email.py: every new user gets
+        # its primary UserEmail and that address's Email, an empty address included.
+        emails = [i.values.get("email") or "" for i in items]
+        insert_side_effects(
+            ctx,
+            "INSERT INTO sentry_useremail "
+            "(user_id, email, validation_hash, date_hash_added, is_verified) "
+            "SELECT u, e, h, now(), false FROM unnest(%s::bigint[], %s::text[], "
+            "%s::text[]) AS t(u, e, h)",
+            (user_ids, emails, [secure_token(32) for _ in emails]),
+            "sentry_useremail",
+        )
+        create_emails(ctx, emails)
+
+
+def create_emails(ctx: WriteContext, emails: list[str]) -> None:
+    """The Email rows Sentry's ``create_email`` receiver makes for new UserEmails.
+
+    The unique index on lower(email) makes an address that exists already a no-op, as the
+    receiver's ignored IntegrityError does.
+    """
+    if emails:
+        insert_side_effects(
+            ctx,
+            "INSERT INTO sentry_email (email, date_added) "
+            "SELECT e, now() FROM unnest(%s::text[]) AS t(e)",
+            (emails,),
+            "sentry_email",
+        )
+
+
+def _username_owner(ctx: WriteContext, username: str) -> int | None:
+    """The user holding ``username``, compared case-insensitively (an exact match first)."""
+    row = ctx.cur.execute(
+        "SELECT id FROM auth_user WHERE lower(username) = lower(%s) "
+        "ORDER BY username <> %s, id LIMIT 1",
+        (username, username),
+    ).fetchone()
+    return row[0] if row else None
 
 
 class EmailHandler(Handler):
-    """``sentry.email``: get-or-create by address (case-insensitive)."""
+    """``sentry.email``: get-or-create by address (case-insensitive).
+
+    ``Email.write_relocation_import`` (src/sentry/users/models/email.py) does
+    ``get_or_create(email=..., defaults=...)`` and then saves the imported row onto the one
+    it found: an address that exists already takes the imported spelling and ``date_added``
+    and is reported Existing.
+    """
 
     resolves_uniques = (frozenset({"email"}),)
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
-        known = _email_ids(ctx, [i.values.get("email") or "" for i in items])
+        keys = pg_lower(ctx, [i.values.get("email") or "" for i in items])
+        known = _email_ids(ctx, keys)
         new: list[Item] = []
-        for item in items:
-            key = (item.values.get("email") or "").lower()
+        onto: list[Item] = []
+        for item, key in zip(items, keys):
             if key in known:
                 item.new_pk, item.kind = known[key], EXISTING
+                onto.append(item)
             else:
                 known[key] = item.new_pk
                 new.append(item)
-        if not new:
-            return
-        inserted = {
-            r[0]
-            for r in ctx.cur.execute(
-                "INSERT INTO sentry_email (id, email, date_added) "
-                "SELECT i, e, COALESCE(d::timestamptz, now()) "
-                "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(i, e, d) "
-                "ON CONFLICT DO NOTHING RETURNING id",
-                (
-                    [i.new_pk for i in new],
-                    [i.values.get("email") or "" for i in new],
-                    [_text(i.values.get("date_added")) for i in new],
-                ),
-            )
-        }
-        lost = [i for i in new if i.new_pk not in inserted]
-        if lost:  # a concurrent batch created these addresses first
-            now_known = _email_ids(ctx, [i.values.get("email") or "" for i in lost])
-            for item in lost:
-                item.new_pk = now_known[(item.values.get("email") or "").lower()]
-                item.kind = EXISTING
+        if new:
+            inserted = {
+                r[0]
+                for r in ctx.cur.execute(
+                    "INSERT INTO sentry_email (id, email, date_added) "
+                    "SELECT i, e, COALESCE(d::timestamptz, now()) "
+                    "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(i, e, d) "
+                    "ON CONFLICT DO NOTHING RETURNING id",
+                    (
+                        [i.new_pk for i in new],
+                        [i.values.get("email") or "" for i in new],
+                        [_text(i.values.get("date_added")) for i in new],
+                    ),
+                )
+            }
+            lost = {i.new_pk: i for i in new if i.new_pk not in inserted}
+            if lost:  # a concurrent batch created these addresses first
+                lost_keys = pg_lower(ctx, [i.values.get("email") or "" for i in lost.values()])
+                now_known = _email_ids(ctx, lost_keys)
+                found = {old: now_known[key] for old, key in zip(lost, lost_keys, strict=True)}
+                new_ids = {id(i) for i in new}
+                for item in items:  # the lost rows, and those mapped to them
+                    if item.new_pk in found:
+                        if id(item) in new_ids:
+                            onto.append(item)
+                        item.new_pk, item.kind = found[item.new_pk], EXISTING
+        onto.sort(key=lambda i: i.ordinal)
+        update_rows(
+            ctx,
+            [
+                (i.new_pk, {c: i.values[c] for c in ("email", "date_added") if c in i.values})
+                for i in onto
+            ],
+        )
 
 
-def _email_ids(ctx: WriteContext, emails: list[str]) -> dict[str, int]:
+def pg_lower(ctx: WriteContext, values: list[str]) -> list[str]:
+    """PostgreSQL's lower() of each value, so Python keys agree with the queries' keys."""
+    if not values:
+        return []
+    return [
+        r[0]
+        for r in ctx.cur.execute(
+            "SELECT lower(v) FROM unnest(%s::text[]) WITH ORDINALITY AS t(v, i) ORDER BY i",
+            (values,),
+        )
+    ]
+
+
+def _email_ids(ctx: WriteContext, keys: list[str]) -> dict[str, int]:
+    """Lower-cased address -> id of the Email rows that hold one of ``keys``."""
     rows = ctx.cur.execute(
-        "SELECT lower(email), min(id) FROM sentry_email WHERE lower(email) = ANY(%s) "
+        "SELECT lower(email), min(id) FROM sentry_email WHERE lower(email) = ANY(%s::text[]) "
         "GROUP BY lower(email)",
-        ([e.lower() for e in emails],),
+        (keys,),
     )
     return dict(rows.fetchall())
 
@@ -246,6 +326,8 @@ class UserEmailHandler(Handler):
                 existing[pair] = item.new_pk
                 new.append(item)
         copy_rows(ctx, new)
+        # Receiver create_email (post_save UserEmail, created): each new UserEmail's Email.
+        create_emails(ctx, [i.values.get("email") or "" for i in new])
         # The primary UserEmail created with the user takes the imported values.
         update_rows(
             ctx,
@@ -265,18 +347,123 @@ class UserOwnedHandler(Handler):
 
 
 class UserOptionHandler(UserOwnedHandler):
-    """``sentry.useroption``: Sentry validates the timezone option."""
+    """``sentry.useroption``: Sentry's option validation; a repeated global option skipped.
+
+    ``UserOption.write_relocation_import`` (src/sentry/users/models/user_option.py) runs
+    ``UserOptionsSerializer(data={key: value}, partial=True)``
+    (src/sentry/users/api/endpoints/user_details.py). Its fields are camelCase, so of the
+    stored (snake_case) keys only ``language``, ``timezone`` and ``theme`` meet a field and
+    are checked (DRF ChoiceFields); other keys pass unchecked. A global option (no project,
+    no organization) whose (user, key) exists already makes the method return None: the
+    row is not imported.
+    """
 
     def validate(self, row: Converted, settings: ImportSettings) -> None:
-        if row.values.get("key") != "timezone":
+        key = row.values.get("key")
+        choices = _OPTION_CHOICES.get(key) if isinstance(key, str) else None
+        if choices is None:
             return
         raw = row.values.get("value")
         try:
             value = json.loads(raw) if isinstance(raw, str) else raw
         except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
             value = raw
-        if not isinstance(value, str) or value not in _timezones():
-            raise RowInvalid(
-                "Django validation error encountered: {'timezone': "
-                f"['{value!s:.100} is not a valid timezone']}}"
+        if value is None:
+            problem = "This field may not be null."
+        elif str(value) in choices():  # DRF looks the choice up by str(value)
+            return
+        else:
+            problem = f'"{value!s:.100}" is not a valid choice.'
+        raise RowInvalid(f"Django validation error encountered: {{'{key}': ['{problem}']}}")
+
+    def prepare(self, ctx: WriteContext, item: Item) -> None:
+        super().prepare(ctx, item)
+        values = item.values
+        if values.get("project_id") is not None or values.get("organization_id") is not None:
+            return
+        seen, claimed = ctx.scratch.get("global_options") or self._global_options(ctx)
+        key = (values.get("user_id"), values.get("key"))
+        # A row this import wrote already (a resumed or retried batch) is not a repeat.
+        if key in seen and item.old_pk not in claimed:
+            raise RowDropped(
+                f"the user has a global option `{values.get('key')!s:.64}` already "
+                "(Sentry keeps the first)"
             )
+        seen.add(key)
+
+    @staticmethod
+    def _global_options(ctx: WriteContext) -> tuple[set[tuple[int, str]], set[int]]:
+        """The global (user, key) pairs of the batch's users in the target, and the rows
+        of the batch the ledger holds already (one query each, once per batch)."""
+        users = sorted(
+            {
+                entry.new_pk
+                for r in ctx.batch
+                if (entry := ctx.target("sentry.user", r.values.get("user_id"))) is not None
+            }
+        )
+        seen = {
+            (u, k)
+            for u, k in ctx.cur.execute(
+                "SELECT user_id, key FROM sentry_useroption WHERE user_id = ANY(%s::bigint[]) "
+                "AND project_id IS NULL AND organization_id IS NULL",
+                (users,),
+            )
+        }
+        claimed = {
+            r[0]
+            for r in ctx.cur.execute(
+                "SELECT old_pk FROM relocate_pk_map WHERE import_uuid = %s AND model = %s "
+                "AND old_pk = ANY(%s::bigint[])",
+                (ctx.settings.import_uuid, ctx.model.name, [r.pk for r in ctx.batch]),
+            )
+        }
+        ctx.scratch["global_options"] = (seen, claimed)
+        return seen, claimed
+
+
+#: Stored option key -> the choices Sentry's ``UserOptionsSerializer`` accepts for it.
+_OPTION_CHOICES: dict[str, Callable[[], frozenset[str]]] = {
+    "language": lambda: LANGUAGE_CODES,
+    "timezone": _timezones,
+    "theme": lambda: THEMES,
+}
+
+
+class UserIpHandler(Handler):
+    """``sentry.userip``: get-or-create per (user, ip), country/region from GeoIP.
+
+    ``UserIP.write_relocation_import`` (src/sentry/users/models/userip.py) does
+    ``get_or_create(user, ip_address)``, then sets ``first_seen`` and ``last_seen`` from the
+    row being written and saves: of two rows for one (user, ip), the later one's times stay.
+    """
+
+    resolves_uniques = (frozenset({"user_id", "ip_address"}),)
+
+    def prepare(self, ctx: WriteContext, item: Item) -> None:
+        if _user_was_merged(ctx, item):
+            raise RowDropped("its user was merged into an existing user (--merge-users)")
+        geo = ctx.scratch.get("geoip")
+        if geo is None:
+            from relocate.logic.geoip import GeoIp
+
+            geo = ctx.scratch["geoip"] = GeoIp(ctx.settings.geoip_db)
+        country, region = geo.lookup(item.values.get("ip_address"))
+        item.values["country_code"] = country
+        item.values["region_code"] = region
+        if not ctx.settings.is_global:
+            item.values["first_seen"] = ctx.now
+            item.values["last_seen"] = ctx.now
+
+    def write(self, ctx: WriteContext, items: list[Item]) -> None:
+        for item in items:
+            ctx.current = item
+            existing = find_existing(
+                ctx, {"user_id": item.values["user_id"], "ip_address": item.values["ip_address"]}
+            )
+            if existing is None:
+                insert_row(ctx, item)
+                continue
+            item.new_pk = existing
+            times = {c: item.values[c] for c in ("first_seen", "last_seen") if c in item.values}
+            update_rows(ctx, [(existing, times)])

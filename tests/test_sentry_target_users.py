@@ -1,0 +1,737 @@
+"""Issue 13, user and project side: the rows Sentry's own import leaves, so that a running
+Sentry can use the target.
+
+Each test names the point of issue 13 it checks and, in its docstring, the Sentry source
+file whose behaviour it asserts (read from getsentry/sentry). Every import is a real run
+of ``relocate import`` against PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from relocate.logic.rules.common import SUFFIX_ALPHABET, first_free, unique_candidates
+
+from .helpers import (
+    TS,
+    apitoken,
+    count,
+    email,
+    import_export,
+    query,
+    row,
+    scalar,
+    user,
+    useremail,
+    userip,
+    useroption,
+    userpermission,
+    write_export,
+)
+
+pytestmark = pytest.mark.acceptance
+
+
+def org(pk: int, slug: str) -> dict:
+    return row("sentry.organization", pk, name=slug, slug=slug, status=0, date_added=TS,
+               default_role="member", flags="1", is_test=False)  # fmt: skip
+
+
+def project(pk: int, org_pk: int, slug: str) -> dict:
+    return row("sentry.project", pk, slug=slug, name=slug, organization=org_pk, public=False,
+               date_added=TS, status=0, first_event=None, flags="10", platform=None,
+               forced_color=None, template=None)  # fmt: skip
+
+
+def projectkey(pk: int, project_pk: int, label: object = "Default", **extra: object) -> dict:
+    fields = dict(project=project_pk, label=label, public_key=f"{pk:032x}",
+                  secret_key=f"{pk + 1000:032x}", roles="1", status=0, date_added=TS,
+                  rate_limit_count=None, rate_limit_window=None, data={},
+                  use_case="user")  # fmt: skip
+    fields.update(extra)
+    return row("sentry.projectkey", pk, **fields)
+
+
+def projectoption(pk: int, project_pk: int, key: str, value: object) -> dict:
+    return row("sentry.projectoption", pk, project=project_pk, key=key, value=value)
+
+
+def snubaquery(pk: int) -> dict:
+    return row("sentry.snubaquery", pk, environment=None, type=0, dataset="events",
+               query="level:error", aggregate="count()", time_window=600, resolution=60,
+               date_added=TS)  # fmt: skip
+
+
+def alertrule(pk: int, org_pk: int, query_pk: int) -> dict:
+    return row("sentry.alertrule", pk, organization=org_pk, snuba_query=query_pk,
+               name=f"rule {pk}", status=0, threshold_type=0, resolve_threshold=None,
+               threshold_period=1, date_modified=TS, date_added=TS, comparison_delta=None,
+               description=None, monitor_type=0, team=None, user_id=None)  # fmt: skip
+
+
+def subscription(pk: int, project_pk: int, query_pk: int, **fields: object) -> dict:
+    base = dict(project=project_pk, snuba_query=query_pk, type="incidents", status=0,
+                subscription_id=f"0/{pk:032x}", date_added="2021-03-04T05:06:07.000Z",
+                date_updated="2021-03-04T05:06:07.000Z", query_extra=None)  # fmt: skip
+    base.update(fields)
+    return row("sentry.querysubscription", pk, **base)
+
+
+def monitor(pk: int, org_pk: int, project_pk: int, guid: str) -> dict:
+    return row("sentry.monitor", pk, organization_id=org_pk, project_id=project_pk, guid=guid,
+               slug=f"m{pk}", name="", status=0, type=3, config={"schedule": "* * * * *"},
+               date_added=TS, is_muted=False, owner_user_id=None, owner_team_id=None)  # fmt: skip
+
+
+def incident(pk: int, org_pk: int, rule_pk: int, detection_uuid: str | None) -> dict:
+    return row("sentry.incident", pk, organization=org_pk, alert_rule=rule_pk, identifier=pk,
+               detection_uuid=detection_uuid, status=1, status_method=3, type=2,
+               title=f"incident {pk}", date_started=TS, date_detected=TS, date_added=TS,
+               date_closed=None, activation=None, subscription=None)  # fmt: skip
+
+
+def findings_of(path) -> list[dict]:
+    return json.loads(path.read_text())
+
+
+def run_with_findings(dsn: str, scope: str, rows: list[dict], tmp_path, *flags: str):
+    findings = tmp_path / "findings.json"
+    src = write_export(tmp_path / "export.json", rows)
+    run = import_export(dsn, scope, src, "--findings-file", str(findings), *flags)
+    return run, findings_of(findings)
+
+
+def add_user(dsn: str, username: str, email_: str = "existing@example.com") -> int:
+    """A user already in the target (as a running Sentry holds them)."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "INSERT INTO auth_user (password, username, first_name, email, is_staff, "
+            "is_superuser, is_managed, is_active, is_unclaimed, is_password_expired, flags, "
+            "date_joined, avatar_type) VALUES ('!x', %s, '', %s, false, false, false, true, "
+            "false, false, 0, %s, 0) RETURNING id",
+            (username, email_, TS),
+        ).fetchone()[0]
+
+
+def recent(value: datetime, seconds: int = 600) -> bool:
+    return abs((datetime.now(timezone.utc) - value).total_seconds()) < seconds
+
+
+# ----------------------------------------------------------------------------------------
+# Point 3: query subscriptions are re-created, in CREATING, and the operator is told.
+
+
+SUBSCRIPTION_VARIANTS = {
+    "active_with_id": {},
+    "updating": {"status": 2},
+    "disabled_with_extra": {"status": 4, "query_extra": "release:1.0"},
+    "creating_without_id": {"status": 1, "subscription_id": None},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SUBSCRIPTION_VARIANTS))
+def test_13_03_query_subscriptions_are_recreated_in_creating(db_dsn, tmp_path, variant):
+    """``QuerySubscription.write_relocation_import`` (src/sentry/snuba/models.py) discards
+    the exported row and calls ``create_snuba_subscription`` (src/sentry/snuba/
+    subscriptions.py): status CREATING (1), ``subscription_id`` NULL, no ``query_extra``,
+    ``date_updated`` now, only ``date_added`` kept. The summary says what registers them
+    (``subscription_checker``, src/sentry/snuba/tasks.py; beat entry in
+    src/sentry/conf/server.py)."""
+    rows = [org(1, "o"), project(2, 1, "p"), snubaquery(3),
+            subscription(4, 2, 3, **SUBSCRIPTION_VARIANTS[variant]),
+            subscription(5, 2, 3, subscription_id=f"0/{99:032x}")]  # fmt: skip
+    run = import_export(db_dsn, "organizations", write_export(tmp_path / "q.json", rows))
+    assert run.code == 0, run.err
+    project_id = scalar(db_dsn, "SELECT id FROM sentry_project")
+    query_id = scalar(db_dsn, "SELECT id FROM sentry_snubaquery")
+    subs = query(
+        db_dsn,
+        "SELECT project_id, snuba_query_id, type, status, subscription_id, query_extra, "
+        "date_added, date_updated FROM sentry_querysubscription ORDER BY id",
+    )
+    added = datetime(2021, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    assert len(subs) == 2
+    for project_id_, query_id_, kind, status, sub_id, extra, date_added, date_updated in subs:
+        assert (project_id_, query_id_, kind) == (project_id, query_id, "incidents")
+        assert (status, sub_id, extra) == (1, None, None)
+        assert date_added == added and recent(date_updated)
+    assert "2 query subscription(s) were imported" in run.err
+    assert "snuba-subscription-checker" in run.err and "subscription_checker" in run.err
+
+
+def test_13_03_subscription_note_only_when_subscriptions_were_written(db_dsn, tmp_path):
+    """No subscription, no note; ``--silent`` prints nothing at all (Sentry's flag)."""
+    rows = [org(1, "o"), project(2, 1, "p")]
+    run = import_export(db_dsn, "organizations", write_export(tmp_path / "p.json", rows))
+    assert run.code == 0, run.err
+    assert "query subscription" not in run.err
+    rows = [org(1, "o2"), project(2, 1, "p"), snubaquery(3), subscription(4, 2, 3)]
+    run = import_export(
+        db_dsn, "organizations", write_export(tmp_path / "q.json", rows), "--silent"
+    )
+    assert run.code == 0 and run.err == ""
+    assert query(db_dsn, "SELECT status, subscription_id FROM sentry_querysubscription") == [
+        (1, None)
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# Point 7: usernames that collide only in case; blank usernames.
+
+
+@pytest.mark.parametrize(
+    "existing, imported",
+    [("Admin", "admin"), ("admin", "ADMIN"), ("MiXeD.Name", "mixed.name")],
+)
+def test_13_07_case_only_username_collision_is_renamed(db_dsn, tmp_path, existing, imported):
+    """Sentry's user serializer rejects a name that collides ignoring case
+    (``validate_username``: ``username__iexact``, src/sentry/users/api/endpoints/
+    user_details.py), so its import fails there; relocate renames it like an exact
+    collision (``unique_db_instance``, src/sentry/db/models/utils.py)."""
+    existing_id = add_user(db_dsn, existing)
+    run = import_export(db_dsn, "users", write_export(tmp_path / "u.json", [user(1, imported)]))
+    assert run.code == 0, run.err
+    names = query(db_dsn, "SELECT id, username FROM auth_user ORDER BY id")
+    assert names[0] == (existing_id, existing)
+    (_, renamed), = names[1:]  # fmt: skip
+    assert renamed.lower() != existing.lower()
+    assert re.fullmatch(re.escape(imported) + "-[a-z0-79]{2,12}", renamed), renamed
+
+
+def test_13_07_case_only_collision_inside_the_export(db_dsn, tmp_path):
+    """Two rows of one export whose names differ only in case: the first keeps its name,
+    the second is renamed (Sentry would fail the import on the second)."""
+    rows = [user(1, "alice"), user(2, "Alice"), user(3, "ALICE")]
+    run = import_export(db_dsn, "users", write_export(tmp_path / "u.json", rows))
+    assert run.code == 0, run.err
+    names = [r[0] for r in query(db_dsn, "SELECT username FROM auth_user ORDER BY id")]
+    assert names[0] == "alice"
+    assert len({n.lower() for n in names}) == 3
+    assert all(re.fullmatch("alice-[a-z0-79]{2,12}", n.lower()) for n in names[1:]), names
+
+
+@pytest.mark.parametrize("existing, imported", [("Admin", "admin"), ("owner", "OWNER")])
+def test_13_07_case_only_collision_merges_with_merge_users(db_dsn, tmp_path, existing, imported):
+    """With ``--merge-users`` a collision ignoring case maps the row to the existing user
+    (Sentry merges on its exact pre-check in ``User.write_relocation_import``,
+    src/sentry/users/models/user.py)."""
+    existing_id = add_user(db_dsn, existing)
+    rows = [user(1, imported, "imported@example.com"), userpermission(1, 1)]
+    src = write_export(tmp_path / "u.json", rows)
+    run = import_export(db_dsn, "config", src, "--merge-users")
+    assert run.code == 0, run.err
+    assert query(db_dsn, "SELECT id, username FROM auth_user") == [(existing_id, existing)]
+    assert query(
+        db_dsn, "SELECT new_pk, kind FROM relocate_pk_map WHERE model = 'sentry.user'"
+    ) == [(existing_id, "Existing")]
+    assert count(db_dsn, "sentry_userpermission") == 0  # dropped with the merged user
+
+
+BLANK_USERS = {
+    "empty": {"username": ""},
+    "spaces": {"username": "   "},
+    "tab_newline": {"username": "\t\n"},
+    "missing": {"username": None},  # removed from the row below
+}
+
+
+@pytest.mark.parametrize("variant", sorted(BLANK_USERS))
+def test_13_07_blank_username_is_a_validation_error(db_dsn, tmp_path, variant):
+    """The serializer's CharField rejects a blank username ("This field may not be
+    blank.", src/sentry/users/api/endpoints/user_details.py via DRF): a finding, no
+    fallback to the email, nothing written."""
+    bad = user(2, "placeholder", "blank@example.com")
+    if variant == "missing":
+        del bad["fields"]["username"]
+    else:
+        bad["fields"].update(BLANK_USERS[variant])
+    run, findings = run_with_findings(db_dsn, "users", [user(1, "fine"), bad], tmp_path)
+    assert run.code == 1
+    (finding,) = findings
+    assert finding["kind"] == "ValidationError"
+    assert finding["on"] == {"model": "sentry.user", "ordinal": 2}
+    assert finding["left_pk"] == 2
+    assert "This field may not be blank." in finding["reason"]
+    assert count(db_dsn, "auth_user") == 0
+
+
+@pytest.mark.parametrize("scope", ["users", "config"])
+def test_13_07_invalid_user_fixture_is_a_validation_error(db_dsn, fixtures_dir, tmp_path, scope):
+    """Sentry's ``invalid-user.json`` (no username): its own test expects the import to
+    fail with a ValidationError on ``sentry.user``."""
+    findings = tmp_path / "findings.json"
+    run = import_export(
+        db_dsn, scope, fixtures_dir / "invalid-user.json", "--findings-file", str(findings)
+    )
+    assert run.code == 1
+    (finding,) = findings_of(findings)
+    assert (finding["kind"], finding["on"]["model"]) == ("ValidationError", "sentry.user")
+    assert "This field may not be blank." in finding["reason"]
+    assert count(db_dsn, "auth_user") == 0
+
+
+# ----------------------------------------------------------------------------------------
+# Point 8: the suffix plan of ``unique_db_instance``.
+
+
+def _candidates(base: str, max_length: int = 128) -> list[str]:
+    """Every candidate tried when all are taken."""
+    tried: list[str] = []
+    assert first_free(base, max_length, lambda c: tried.append(c) is None) is None
+    return tried
+
+
+def test_13_08_suffix_plan_sizes_and_alphabet():
+    """``unique_db_instance`` (src/sentry/db/models/utils.py): the base, then 1 suffix of
+    2 characters, 5 of 3, 20 of 5 and 1 of 12 (28 tries), from its alphabet."""
+    tried = _candidates("taken")
+    assert tried[0] == "taken"
+    suffixes = [c.split("-", 1)[1] for c in tried[1:]]
+    assert [len(s) for s in suffixes] == [2] + [3] * 5 + [5] * 20 + [12]
+    assert all(set(s) <= set(SUFFIX_ALPHABET) for s in suffixes)
+    assert "8" not in SUFFIX_ALPHABET and SUFFIX_ALPHABET.count("0") == 2
+
+
+@pytest.mark.parametrize(
+    "base, first",
+    [
+        ("  padded  ", "padded"),  # stripped
+        ("\tname\n", "name"),
+        ("12345", None),  # all digits: always suffixed
+        ("\uff11\uff12", None),  # fullwidth digits are decimal too
+        ("x\u00b2", "x\u00b2"),  # a superscript is a digit but not decimal
+        ("\u00b2", "\u00b2"),
+    ],
+)
+def test_13_08_base_is_stripped_and_decimal_bases_suffixed(base, first):
+    tried = _candidates(base)
+    stem = base.strip()
+    if first is None:
+        assert all(c.startswith(stem + "-") for c in tried)
+        assert len(tried) == 27
+    else:
+        assert tried[0] == first and len(tried) == 28
+        assert all(c.startswith(first + "-") for c in tried[1:])
+
+
+@pytest.mark.parametrize("base", ["", "   ", "\t"])
+def test_13_08_empty_base_becomes_12_hex_characters(base):
+    first = next(unique_candidates(base, 128))
+    # 12 hex characters; all-digit ones (rarely) go straight to a suffix.
+    assert re.fullmatch("[0-9a-f]{12}(-[a-z0-79]{2})?", first), first
+
+
+def test_13_08_suffix_cut_to_the_length_limit():
+    tried = _candidates("x" * 200, max_length=128)
+    assert tried[0] == "x" * 128
+    assert all(len(c) == 128 for c in tried)
+
+
+@pytest.mark.parametrize(
+    "existing, imported, pattern",
+    [
+        ("12345", "12345", r"12345-[a-z0-79]{2}"),
+        (" spaced ", " spaced ", r"spaced"),
+        ("abc", "abc", r"abc-[a-z0-79]{2}"),
+    ],
+)
+def test_13_08_renamed_users_in_the_target(db_dsn, tmp_path, existing, imported, pattern):
+    """End to end: the first free candidate of the plan is the new username."""
+    add_user(db_dsn, existing)
+    run = import_export(db_dsn, "users", write_export(tmp_path / "u.json", [user(1, imported)]))
+    assert run.code == 0, run.err
+    renamed = scalar(db_dsn, "SELECT username FROM auth_user ORDER BY id DESC LIMIT 1")
+    assert re.fullmatch(pattern, renamed), renamed
+
+
+# ----------------------------------------------------------------------------------------
+# Point 9: guids and uuids always new; API tokens on a collision.
+
+
+@pytest.mark.parametrize("scope", ["organizations", "global"])
+def test_13_09_monitor_guid_is_always_regenerated(db_dsn, tmp_path, scope):
+    """``Monitor.normalize_before_relocation_import`` (src/sentry/monitors/models.py) sets
+    ``guid = uuid4()`` for every monitor, colliding or not."""
+    guids = ["7fc72b8e-3f87-43c9-9e6d-85d7f61d4a37", "00000000-0000-4000-8000-000000000001"]
+    rows = [org(1, "o"), project(2, 1, "p"), monitor(3, 1, 2, guids[0]),
+            monitor(4, 1, 2, guids[1])]  # fmt: skip
+    run = import_export(db_dsn, scope, write_export(tmp_path / "m.json", rows))
+    assert run.code == 0, run.err
+    stored = [r[0] for r in query(db_dsn, "SELECT guid::text FROM sentry_monitor")]
+    assert len(stored) == 2 and not set(stored) & set(guids) and len(set(stored)) == 2
+
+
+def test_13_09_incident_detection_uuid_regenerated_when_set(db_dsn, tmp_path):
+    """``Incident.normalize_before_relocation_import`` (src/sentry/incidents/models/
+    incident.py): ``if self.detection_uuid: self.detection_uuid = uuid4()``."""
+    given = "11111111-2222-4333-8444-555555555555"
+    rows = [org(1, "o"), snubaquery(2), alertrule(3, 1, 2),
+            incident(4, 1, 3, given), incident(5, 1, 3, None)]  # fmt: skip
+    run = import_export(db_dsn, "global", write_export(tmp_path / "i.json", rows))
+    assert run.code == 0, run.err
+    (new_uuid, none) = [
+        r[0]
+        for r in query(
+            db_dsn, "SELECT detection_uuid::text FROM sentry_incident ORDER BY identifier"
+        )
+    ]
+    assert new_uuid is not None and new_uuid != given
+    assert none is None
+
+
+T_EXISTING = "sntryu_" + "e" * 64
+R_EXISTING = "f" * 64
+EXPIRES = "2030-01-01T00:00:00.000Z"
+
+API_TOKEN_CASES = {
+    # name: (token, refresh token, expires_at) -> collides?
+    "token_taken": ("sntryu_" + "e" * 64, "1" * 64, EXPIRES),
+    "refresh_taken": ("sntryu_" + "2" * 64, R_EXISTING, EXPIRES),
+    "token_taken_no_refresh_no_expiry": ("sntryu_" + "e" * 64, None, None),
+    "free": ("sntryu_" + "3" * 64, "4" * 64, EXPIRES),
+}
+
+
+@pytest.mark.parametrize("case", sorted(API_TOKEN_CASES))
+def test_13_09_api_token_collision_regenerates_both_and_expiry(db_dsn, tmp_path, case):
+    """``ApiToken.write_relocation_import`` (src/sentry/models/apitoken.py): a row whose
+    ``token``, or non-null ``refresh_token``, is taken gets a new token, a new refresh
+    token only if it had one, and a non-null ``expires_at`` becomes now + 30 days."""
+    first = [user(1, "a"), apitoken(1, 1, T_EXISTING, R_EXISTING, EXPIRES)]
+    assert import_export(db_dsn, "config", write_export(tmp_path / "1.json", first)).code == 0
+    token, refresh, expires = API_TOKEN_CASES[case]
+    second = [user(1, "b"), apitoken(1, 1, token, refresh, expires)]
+    run = import_export(db_dsn, "config", write_export(tmp_path / "2.json", second))
+    assert run.code == 0, run.err
+    (new,) = query(
+        db_dsn,
+        "SELECT token, refresh_token, expires_at, hashed_token, token_last_characters "
+        "FROM sentry_apitoken WHERE user_id = (SELECT max(id) FROM auth_user)",
+    )
+    new_token, new_refresh, new_expires, hashed, last = new
+    if case == "free":
+        assert (new_token, new_refresh) == (token, refresh)
+        assert new_expires == datetime(2030, 1, 1, tzinfo=timezone.utc)
+        return
+    assert new_token not in (token, T_EXISTING) and new_token.startswith("sntryu_")
+    assert last == new_token[-4:] and len(hashed) == 64
+    if refresh is None:
+        assert new_refresh is None and new_expires is None
+    else:
+        assert new_refresh not in (refresh, R_EXISTING, None)
+        in_30_days = datetime.now(timezone.utc) + timedelta(days=30)
+        assert abs((new_expires - in_30_days).total_seconds()) < 600
+
+
+# ----------------------------------------------------------------------------------------
+# Point 10: user options.
+
+
+USER_OPTIONS = [
+    ("language", '"en"', None),
+    ("language", '"pt-br"', None),
+    ("language", '"xx"', '"xx" is not a valid choice.'),
+    ("language", '"EN"', '"EN" is not a valid choice.'),
+    ("theme", '"dark"', None),
+    ("theme", '"system"', None),
+    ("theme", '"blue"', '"blue" is not a valid choice.'),
+    ("theme", "null", "This field may not be null."),
+    ("timezone", '"Europe/Vienna"', None),
+    ("timezone", '"MiddleEarth/Gondor"', '"MiddleEarth/Gondor" is not a valid choice.'),
+    ("stacktrace_order", '"7"', None),  # camelCase in the serializer: not checked
+    ("clock_24_hours", '"not a bool"', None),
+]
+
+
+@pytest.mark.parametrize("key, value, problem", USER_OPTIONS)
+def test_13_10_user_option_validation(db_dsn, tmp_path, key, value, problem):
+    """``UserOption.write_relocation_import`` (src/sentry/users/models/user_option.py)
+    validates ``{key: value}`` with ``UserOptionsSerializer``
+    (src/sentry/users/api/endpoints/user_details.py): ``language``, ``timezone`` and
+    ``theme`` are ChoiceFields; the other stored keys meet no (camelCase) field."""
+    rows = [user(1, "opt"), useroption(5, 1, key, value)]
+    run, findings = run_with_findings(db_dsn, "users", rows, tmp_path)
+    if problem is None:
+        assert run.code == 0, run.err
+        assert query(db_dsn, "SELECT key, value FROM sentry_useroption") == [(key, value)]
+        return
+    assert run.code == 1
+    (finding,) = findings
+    assert (finding["kind"], finding["on"]["model"], finding["left_pk"]) == (
+        "ValidationError", "sentry.useroption", 5)  # fmt: skip
+    assert f"'{key}': ['{problem}']" in finding["reason"]
+    assert count(db_dsn, "auth_user") == 0
+
+
+def test_13_10_second_global_option_is_skipped(db_dsn, tmp_path):
+    """A global option (no project, no organization) whose (user, key) exists makes
+    ``UserOption.write_relocation_import`` return None: the first one stays."""
+    report = tmp_path / "report.json"
+    rows = [
+        user(1, "opt"),
+        user(2, "other"),
+        useroption(1, 1, "timezone", '"Europe/Vienna"'),
+        useroption(2, 1, "timezone", '"Europe/Berlin"'),
+        useroption(3, 1, "language", '"de"'),
+        useroption(4, 2, "timezone", '"UTC"'),
+        useroption(5, 1, "timezone", '"Asia/Tokyo"'),
+    ]
+    src = write_export(tmp_path / "o.json", rows)
+    run = import_export(db_dsn, "users", src, "--report-file", str(report))
+    assert run.code == 0, run.err
+    options = query(
+        db_dsn,
+        "SELECT u.username, o.key, o.value FROM sentry_useroption o "
+        "JOIN auth_user u ON u.id = o.user_id ORDER BY 1, 2",
+    )
+    assert options == [
+        ("opt", "language", '"de"'),
+        ("opt", "timezone", '"Europe/Vienna"'),
+        ("other", "timezone", '"UTC"'),
+    ]
+    dropped = [
+        (r["model"], r["source_pk"])
+        for r in json.loads(report.read_text())["rows"]
+        if r["action"] == "dropped"
+    ]
+    assert sorted(dropped) == [("sentry.useroption", "2"), ("sentry.useroption", "5")]
+
+
+# ----------------------------------------------------------------------------------------
+# Point 11: Email, UserEmail, UserIP.
+
+
+@pytest.mark.parametrize(
+    "scope, flags", [("users", ()), ("config", ()), ("users", ("--filter-usernames", "owner"))]
+)
+def test_13_11_every_new_useremail_creates_its_email(db_dsn, tmp_path, scope, flags):
+    """Receiver ``create_email`` (post_save UserEmail, src/sentry/receivers/email.py):
+    every UserEmail created gets its Email row, whether or not the export has one."""
+    rows = [
+        user(1, "owner", "owner@example.com"),
+        user(2, "other", "other@example.com"),
+        useremail(1, 1, "owner@example.com"),
+        useremail(2, 1, "second@example.com"),
+        useremail(3, 1, "Third@Example.com"),
+        useremail(4, 2, "other@example.com"),
+    ]
+    run = import_export(db_dsn, scope, write_export(tmp_path / "e.json", rows), *flags)
+    assert run.code == 0, run.err
+    expected = ["owner@example.com", "second@example.com", "Third@Example.com"]
+    if not flags:
+        expected.append("other@example.com")
+    emails = [r[0] for r in query(db_dsn, "SELECT email FROM sentry_email")]
+    assert sorted(emails) == sorted(expected)
+    useremails = [r[0] for r in query(db_dsn, "SELECT email FROM sentry_useremail")]
+    assert sorted(useremails) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    "scope, flags", [("users", ()), ("global", ()), ("users", ("--filter-usernames", "app"))]
+)
+def test_13_11_empty_email_gets_useremail_and_email(db_dsn, tmp_path, scope, flags):
+    """Receiver ``create_user_email`` (src/sentry/receivers/useremail.py) creates
+    ``UserEmail(email=user.email)`` with no emptiness check, and ``create_email`` its
+    Email: an app user with an empty email has both, filtered imports included."""
+    rows = [user(1, "app", ""), user(2, "person", "person@example.com")]
+    run = import_export(db_dsn, scope, write_export(tmp_path / "e.json", rows), *flags)
+    assert run.code == 0, run.err
+    app_id = scalar(db_dsn, "SELECT id FROM auth_user WHERE username = 'app'")
+    assert query(db_dsn, "SELECT email FROM sentry_useremail WHERE user_id = %s", (app_id,)) == [
+        ("",)
+    ]
+    assert scalar(db_dsn, "SELECT count(*) FROM sentry_email WHERE email = ''") == 1
+
+
+def test_13_11_existing_email_takes_the_imported_date(db_dsn, tmp_path):
+    """``Email.write_relocation_import`` (src/sentry/users/models/email.py):
+    ``get_or_create`` by address, then the imported row is saved onto the one found, so
+    an address already in the target takes the imported ``date_added`` (and spelling)."""
+    with psycopg.connect(db_dsn) as conn:
+        (old_id,) = conn.execute(
+            "INSERT INTO sentry_email (email, date_added) VALUES "
+            "('Known@Example.com', '2001-01-01T00:00:00Z') RETURNING id"
+        ).fetchone()
+    rows = [user(1, "u", "known@example.com"), email(1, "known@example.com"), email(2, "new@x.io")]
+    run = import_export(db_dsn, "users", write_export(tmp_path / "e.json", rows))
+    assert run.code == 0, run.err
+    imported = datetime(2023, 6, 22, 22, 59, 55, 488000, tzinfo=timezone.utc)
+    assert query(
+        db_dsn, "SELECT id, email, date_added FROM sentry_email WHERE id = %s", (old_id,)
+    ) == [(old_id, "known@example.com", imported)]
+    assert scalar(db_dsn, "SELECT count(*) FROM sentry_email") == 2
+    assert query(
+        db_dsn, "SELECT kind, new_pk FROM relocate_pk_map WHERE model = 'sentry.email' "
+        "AND old_pk = 1"
+    ) == [("Existing", old_id)]  # fmt: skip
+
+
+def test_13_11_duplicate_user_ip_takes_the_later_times(db_dsn, tmp_path):
+    """``UserIP.write_relocation_import`` (src/sentry/users/models/userip.py):
+    ``get_or_create(user, ip_address)`` then the current row's ``first_seen`` and
+    ``last_seen`` are saved: the later row of one (user, ip) decides the times."""
+    first = userip(1, 1, "8.8.8.8")
+    later = userip(2, 1, "8.8.8.8")
+    later["fields"].update(
+        first_seen="2019-01-01T00:00:00.000Z", last_seen="2020-02-02T00:00:00.000Z"
+    )
+    other = userip(3, 1, "1.1.1.1")
+    rows = [user(1, "ip"), first, later, other]
+    run = import_export(db_dsn, "global", write_export(tmp_path / "ip.json", rows))
+    assert run.code == 0, run.err
+    ips = query(
+        db_dsn, "SELECT host(ip_address), first_seen, last_seen FROM sentry_userip ORDER BY 1"
+    )
+    kept = datetime(2012, 4, 5, 3, 29, 45, tzinfo=timezone.utc)
+    assert ips == [
+        ("1.1.1.1", kept, kept),
+        (
+            "8.8.8.8",
+            datetime(2019, 1, 1, tzinfo=timezone.utc),
+            datetime(2020, 2, 2, tzinfo=timezone.utc),
+        ),
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# Point 12: what a project's post_save creates; project key labels.
+
+
+@pytest.mark.parametrize("scope", ["organizations", "global"])
+def test_13_12_project_gets_its_post_save_options(db_dsn, tmp_path, scope):
+    """Receivers of ``post_save(Project)`` (src/sentry/receivers/core.py,
+    ``freeze_option_epoch_for_project``; ``update_rev_for_option`` in
+    src/sentry/projectoptions/manager.py) write ``sentry:relay-rev``,
+    ``sentry:relay-rev-lastchange`` and ``sentry:option-epoch``; an imported option of
+    the same key is saved onto it (``ProjectOption.write_relocation_import``,
+    src/sentry/models/options/project_option.py)."""
+    rows = [
+        org(1, "o"),
+        project(2, 1, "bare"),
+        project(3, 1, "configured"),
+        projectoption(1, 3, "sentry:option-epoch", 9),
+        projectoption(2, 3, "sentry:origins", '["*"]'),
+        projectoption(3, 3, "sentry:relay-rev", '"0123456789abcdef0123456789abcdef"'),
+    ]
+    run = import_export(db_dsn, scope, write_export(tmp_path / "p.json", rows))
+    assert run.code == 0, run.err
+    options: dict[str, dict[str, str]] = {}
+    for slug, key, value in query(
+        db_dsn,
+        "SELECT p.slug, o.key, o.value FROM sentry_projectoptions o "
+        "JOIN sentry_project p ON p.id = o.project_id",
+    ):
+        options.setdefault(slug, {})[key] = value
+    bare, configured = options["bare"], options["configured"]
+    assert set(bare) == {"sentry:relay-rev", "sentry:relay-rev-lastchange", "sentry:option-epoch"}
+    assert re.fullmatch('"[0-9a-f]{32}"', bare["sentry:relay-rev"])
+    stamp = json.loads(bare["sentry:relay-rev-lastchange"])
+    changed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert recent(changed)
+    assert bare["sentry:option-epoch"] == "12"
+    assert set(configured) == set(bare) | {"sentry:origins"}
+    assert configured["sentry:option-epoch"] == "9"
+    assert configured["sentry:relay-rev"] == '"0123456789abcdef0123456789abcdef"'
+    # Imported options map to the rows the receivers wrote (Sentry reports them Inserted).
+    assert scalar(db_dsn, "SELECT count(*) FROM sentry_projectoptions") == 7
+    assert query(
+        db_dsn,
+        "SELECT DISTINCT kind FROM relocate_pk_map WHERE model = 'sentry.projectoption'",
+    ) == [("Inserted",)]
+
+
+@pytest.mark.parametrize("label", ["", None, "missing"])
+def test_13_12_project_key_without_label_gets_a_petname(db_dsn, tmp_path, label):
+    """``ProjectKey.save`` (src/sentry/models/projectkey.py): an empty label becomes
+    ``petname.generate(2, " ", letters=10).title()``. Every exported key stays a row."""
+    key = projectkey(1, 2, label=label)
+    if label == "missing":
+        del key["fields"]["label"]
+    rows = [org(1, "o"), project(2, 1, "p"), key, projectkey(2, 2, label="Browser")]
+    run = import_export(db_dsn, "organizations", write_export(tmp_path / "k.json", rows))
+    assert run.code == 0, run.err
+    labels = [r[0] for r in query(db_dsn, "SELECT label FROM sentry_projectkey ORDER BY id")]
+    assert len(labels) == 2 and labels[1] == "Browser"
+    assert re.fullmatch(r"[A-Z][a-z]{1,9} [A-Z][a-z]{1,9}", labels[0]), labels[0]
+
+
+# ----------------------------------------------------------------------------------------
+# Legacy 23.7.x exports: users named by natural key.
+
+
+def _legacy(rows: list[dict]) -> list[dict]:
+    """The rows with every ``user`` reference written as ``[username]``."""
+    names = {r["pk"]: r["fields"]["username"] for r in rows if r["model"] == "sentry.user"}
+    out = []
+    for r in rows:
+        fields = dict(r["fields"])
+        if r["model"] != "sentry.user" and isinstance(fields.get("user"), int):
+            fields["user"] = [names[fields["user"]]]
+        out.append({**r, "fields": fields})
+    return out
+
+
+LEGACY_CASES = {
+    # scope: rows (user pk 1 "name@example.com", pk 2 "second")
+    "users": [
+        useremail(1, 1, "name@example.com"),
+        useroption(1, 1, "timezone", '"Europe/Vienna"'),
+        useroption(2, 2, "language", '"de"'),
+    ],
+    "config": [userpermission(1, 1), apitoken(1, 2, "sntryu_" + "a" * 64)],
+    "global": [
+        userip(1, 1, "8.8.8.8"),
+        row("sentry.authenticator", 1, user=2, type=1, config={}, created_at=TS,
+            last_used_at=None),
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("scope", sorted(LEGACY_CASES))
+def test_13_legacy_natural_key_users_are_resolved(db_dsn, tmp_path, scope):
+    """23.7.x's ``sentry export`` (src/sentry/runner/commands/backup.py) serialised with
+    ``use_natural_foreign_keys=True``: a user reference is ``User.natural_key()``,
+    ``[username]`` (Django's ``AbstractBaseUser``). It resolves against the export's own
+    users, as Django's ``get_by_natural_key`` (``username=``, exact) would."""
+    rows = _legacy(
+        [user(1, "name@example.com"), user(2, "second"), user(3, "Name@Example.com")]
+        + LEGACY_CASES[scope]
+    )
+    run = import_export(db_dsn, scope, write_export(tmp_path / "legacy.json", rows))
+    assert run.code == 0, run.err
+    ids = dict(query(db_dsn, "SELECT username, id FROM auth_user"))
+    owners = {
+        "users": ("sentry_useroption", [ids["name@example.com"], ids["second"]]),
+        "config": ("sentry_userpermission", [ids["name@example.com"]]),
+        "global": ("sentry_userip", [ids["name@example.com"]]),
+    }
+    table, expected = owners[scope]
+    assert sorted(r[0] for r in query(db_dsn, f"SELECT user_id FROM {table}")) == sorted(expected)
+    if scope == "config":
+        assert query(db_dsn, "SELECT user_id FROM sentry_apitoken") == [(ids["second"],)]
+    if scope == "global":
+        assert query(db_dsn, "SELECT user_id FROM auth_authenticator") == [(ids["second"],)]
+
+
+@pytest.mark.parametrize(
+    "reference", [["nobody@example.com"], ["NAME@EXAMPLE.COM"], ["name@example.com "]]
+)
+def test_13_legacy_unknown_username_is_a_finding(db_dsn, tmp_path, reference):
+    """A name no user of the export has: a finding that names it, nothing written."""
+    rows = [user(1, "name@example.com"), useremail(1, 1, "name@example.com"),
+            useroption(7, 1, "timezone", '"UTC"')]  # fmt: skip
+    rows[2]["fields"]["user"] = reference
+    run, findings = run_with_findings(db_dsn, "users", rows, tmp_path)
+    assert run.code == 1
+    (finding,) = findings
+    assert finding["kind"] == "ValidationError"
+    assert finding["on"] == {"model": "sentry.useroption", "ordinal": 1}
+    assert finding["left_pk"] == 7
+    assert repr(reference[0]) in finding["reason"] and "`user`" in finding["reason"]
+    assert "no sentry.user of the export has that username" in finding["reason"]
+    assert count(db_dsn, "auth_user") == 0
