@@ -54,7 +54,8 @@ SCOPES = ("users", "organizations", "config", "global")
 # Columns whose values are random or now() by design, whatever the input.
 # Everywhere: bookkeeping of the import itself, and rows the import creates at now().
 ALWAYS_RANDOM: dict[str, frozenset[str]] = {
-    "relocate_import": frozenset({"started_at", "finished_at"}),
+    # The digest is of the export as given: the tarball, or the plain JSON.
+    "relocate_import": frozenset({"started_at", "finished_at", "source_digest"}),
     "relocate_pk_map": frozenset({"created_at"}),
     "relocate_report": frozenset({"created_at"}),
     "sentry_regionimportchunk": frozenset({"date_added", "date_updated"}),

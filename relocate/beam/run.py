@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import apache_beam as beam
@@ -14,8 +13,10 @@ from relocate.db.catalog import read_catalog
 from relocate.db.constraints import drop_run_staging, plan_constraints
 from relocate.db.ddl import load_tables
 from relocate.db.finish import ImportSummary, conclude_import
+from relocate.db.imports import holding_liveness, register_import, require_schema
 from relocate.db.ledger import LEDGER_DDL
 from relocate.db.target import connect
+from relocate.io.digest import source_digest
 from relocate.logic.convert import build_layouts
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
@@ -30,32 +31,44 @@ def field_map() -> dict[str, dict[str, str]]:
     }
 
 
-def prepare_target(settings: ImportSettings, registry: Registry) -> Any:
-    """Creates relocate's tables and records the import (the Global wipe is a pipeline
-    step: it runs only once the whole export has been read and validated).
+def prepare_target(
+    settings: ImportSettings,
+    registry: Registry,
+    *,
+    source: str | None = None,
+    detached: bool = False,
+) -> Any:
+    """Checks the target and records the import (the Global wipe is a pipeline step: it
+    runs only once the whole export has been read and validated).
 
-    Returns the target's catalog.
+    In this order, so that a refusal changes nothing: the target must have the core tables
+    of the scope (before the export is read or relocate's tables are created); the
+    export's digest is taken; relocate's tables are created; the import is recorded, or
+    resumed if its UUID is bound to the same scope, flags and export (a Global import is
+    refused while other imports run).
+
+    Args:
+        settings: the import.
+        registry: the model registry.
+        source: the export (its digest binds the import UUID); None: not bound to one.
+        detached: the launching process will not wait for the import (``--detach``).
+
+    Returns:
+        The target's catalog.
+
+    Raises:
+        SchemaMissing: the target lacks the scope's core tables.
+        ImportConflict: see ``relocate.db.imports.register_import``.
     """
     with connect(settings) as conn:
+        require_schema(conn, settings.scope)
+        digest = source_digest(source) if source is not None else None
         for statement in LEDGER_DDL:
             conn.execute(statement)
         conn.commit()
         catalog = read_catalog(conn)
-        conn.execute(
-            "INSERT INTO relocate_import (import_uuid, scope, flags) VALUES (%s, %s, %s) "
-            "ON CONFLICT (import_uuid) DO UPDATE SET status = 'running', finished_at = NULL",
-            (
-                settings.import_uuid,
-                settings.scope,
-                json.dumps(
-                    {
-                        "merge_users": settings.merge_users,
-                        "overwrite_configs": settings.overwrite_configs,
-                    }
-                ),
-            ),
-        )
         conn.commit()
+        register_import(conn, settings, source_digest=digest, detached=detached)
     return catalog
 
 
@@ -76,7 +89,7 @@ def build_pipeline(
     from relocate.logic.rules import build_handlers
 
     registry = registry or Registry.load()
-    catalog = prepare_target(settings, registry)
+    catalog = prepare_target(settings, registry, source=source, detached=outputs is not None)
     layouts = build_layouts(registry, field_map(), catalog)
     plan = ImportPlan(
         source=source,
@@ -120,22 +133,27 @@ def run_import(
         registry: the model registry (default: the packaged one).
         outputs: detach, and let the pipeline write these files.
     """
-    pipeline = build_pipeline(
-        source, settings, beam_args, decryption=decryption, registry=registry, outputs=outputs
-    )
-    try:
-        result = pipeline.run()
-        if outputs is not None:
-            return None  # detached: submitted (a local runner has run it already)
-        result.wait_until_finish()
-    except BaseException:
-        _set_status(settings, "failed")
-        _drop_staging(settings)
-        raise
-    if outputs is not None:
-        return None  # the pipeline concludes the import itself
-    with connect(settings) as conn:
-        return conclude_import(conn, settings, read_counts(result))
+    # The launcher holds the import's liveness lock while it runs: a Global import's
+    # wipe refuses while it is held (relocate.db.imports). It is taken before the import
+    # is recorded, so a recorded import that runs always holds it.
+    with (
+        connect(settings, autocommit=True, application_name="relocate") as live,
+        holding_liveness(live, settings.import_uuid),
+    ):
+        pipeline = build_pipeline(
+            source, settings, beam_args, decryption=decryption, registry=registry, outputs=outputs
+        )
+        try:
+            result = pipeline.run()
+            if outputs is not None:
+                return None  # detached: submitted (a local runner has run it already)
+            result.wait_until_finish()
+        except BaseException:
+            _set_status(settings, "failed")
+            _drop_staging(settings)
+            raise
+        with connect(settings) as conn:
+            return conclude_import(conn, settings, read_counts(result))
 
 
 def _set_status(settings: ImportSettings, status: str) -> None:

@@ -19,6 +19,8 @@ USER_ERRORS = (
     "PermissionError",
     "OperationalError",
     "SecretError",
+    "ImportConflict",
+    "SchemaMissing",
 )
 
 _IN_TEXT = re.compile(r"(" + "|".join(USER_ERRORS) + r"): (.+?)(?:\s\[while running|\n|$)")

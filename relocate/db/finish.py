@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from relocate.db.imports import fail_if_wiped
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
 
@@ -89,6 +90,10 @@ def write_chunks(conn: psycopg.Connection, settings: ImportSettings, registry: R
             ("sentry_controlimportchunk", ""),
             ("sentry_controlimportchunkreplica", ""),
         ):
+            # A target without Sentry's chunk tables imports without chunk records, as
+            # it imports without any other table it lacks.
+            if cur.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+                continue
             query = sql.SQL(
                 """
                 WITH written AS (
@@ -132,7 +137,12 @@ def write_chunks(conn: psycopg.Connection, settings: ImportSettings, registry: R
 
 
 def finish_import(conn: psycopg.Connection, settings: ImportSettings, registry: Registry) -> None:
-    """Everything that runs once after the last stage wrote its rows."""
+    """Everything that runs once after the last stage wrote its rows.
+
+    Raises:
+        ImportConflict: a Global wipe deleted rows of this import while it ran.
+    """
+    fail_if_wiped(conn, settings)
     with conn.cursor() as cur:
         models = {
             r[0]
@@ -247,7 +257,12 @@ def read_summary(
 def conclude_import(
     conn: psycopg.Connection, settings: ImportSettings, read_counts: dict[str, int] | None = None
 ) -> ImportSummary:
-    """Reads what this run did and records the import's outcome (``done``/``failed``)."""
+    """Reads what this run did and records the import's outcome (``done``/``failed``).
+
+    Raises:
+        ImportConflict: a Global wipe deleted rows of this import while it ran.
+    """
+    fail_if_wiped(conn, settings)
     summary = read_summary(conn, settings, read_counts)
     conn.execute(
         "UPDATE relocate_import SET status = %s, finished_at = now() WHERE import_uuid = %s",

@@ -8,6 +8,10 @@
 * ``relocate_report``: every row an import skipped or dropped, and every finding, with
   the reason. Keyed by run so that a resumed import reports its own run.
 * ``relocate_import``: one row per import (scope, flags, status), for resume and rollback.
+  An import UUID is bound to its scope, its flags and ``source_digest`` (the export's
+  digest, ``relocate.io.digest``): a rerun under it must match them. ``wiped_by``,
+  ``wiped_at`` and ``wiped_rows`` record a Global wipe that deleted the import's rows
+  (``relocate.db.imports``).
 * ``relocate_side_effect``: rows an import created that are not rows of the export
   (primary user emails, lost-password hashes, slug reservations, mappings), so that a
   rollback removes them too.
@@ -25,8 +29,34 @@ LEDGER_DDL: tuple[str, ...] = (
         flags jsonb NOT NULL DEFAULT '{}'::jsonb,
         status text NOT NULL DEFAULT 'running',
         started_at timestamptz NOT NULL DEFAULT now(),
-        finished_at timestamptz
+        finished_at timestamptz,
+        source_digest text,
+        wiped_by uuid,
+        wiped_at timestamptz,
+        wiped_rows bigint
     )
+    """,
+    # Targets made by an earlier relocate lack these columns. Checked first: ALTER TABLE
+    # takes an ACCESS EXCLUSIVE lock even when the column exists.
+    """
+    DO $$
+    DECLARE
+        col text[];
+    BEGIN
+        FOREACH col SLICE 1 IN ARRAY ARRAY[['source_digest', 'text'], ['wiped_by', 'uuid'],
+                                           ['wiped_at', 'timestamptz'], ['wiped_rows', 'bigint']]
+        LOOP
+            IF NOT EXISTS (
+                SELECT 1 FROM pg_attribute
+                WHERE attrelid = 'relocate_import'::regclass AND attname = col[1]
+                  AND NOT attisdropped
+            ) THEN
+                EXECUTE format('ALTER TABLE relocate_import ADD COLUMN IF NOT EXISTS %I %s',
+                               col[1], col[2]);
+            END IF;
+        END LOOP;
+    END
+    $$
     """,
     """
     CREATE TABLE IF NOT EXISTS relocate_pk_map (
@@ -42,6 +72,19 @@ LEDGER_DDL: tuple[str, ...] = (
         created_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (import_uuid, model, old_pk)
     )
+    """,
+    # Overwritten rows by their target row: a rollback looks for later overwrites of the
+    # rows it would restore or delete. Few rows (config rows); created only when missing,
+    # as CREATE INDEX IF NOT EXISTS would lock the ledger against writes on every launch.
+    """
+    DO $$
+    BEGIN
+        IF to_regclass('relocate_pk_map_overwrites') IS NULL THEN
+            CREATE INDEX IF NOT EXISTS relocate_pk_map_overwrites
+                ON relocate_pk_map (model, new_pk) WHERE kind = 'Overwrite';
+        END IF;
+    END
+    $$
     """,
     """
     CREATE TABLE IF NOT EXISTS relocate_report (

@@ -5,7 +5,11 @@ in reverse stage order, in one transaction, together with the rows it created be
 export's rows (``relocate_side_effect``) and its chunk records. Rows it only mapped to
 (Existing) are not touched. It refuses when a row that is not part of the import points at
 a row it would delete (a later import merged into its user, or someone added a member to
-its organization): deleting would break that row.
+its organization): deleting would break that row. It also refuses, naming the import and
+the rows, while a later import's overwrite of a row it wrote stands (``--overwrite-configs``
+twice): restoring its old values would discard the later import's, and rolling back the
+later import afterwards would bring this one's back. Rolled back newest first, each
+import restores what it found.
 """
 
 from __future__ import annotations
@@ -131,13 +135,57 @@ def _check_dependents(
         )
 
 
+def _check_later_overwrites(conn: psycopg.Connection, import_uuid: str) -> None:
+    """Refuses when another import overwrote, after this one, a row this one wrote.
+
+    Restoring (or deleting) such a row would silently discard the later import's values,
+    and rolling back the later import afterwards would bring this import's values back.
+    Rolled back in the reverse order, each restores what it found. "After" is the order
+    of the ledger entries (the time of the transactions that wrote them).
+    """
+    rows = conn.execute(
+        """
+        SELECT later.import_uuid, i.scope, i.started_at, mine.model, mine.new_pk
+        FROM relocate_pk_map later
+        JOIN relocate_pk_map mine
+          ON mine.import_uuid = %(u)s AND mine.model = later.model
+         AND mine.new_pk = later.new_pk AND mine.kind IN ('Inserted', 'Overwrite')
+        LEFT JOIN relocate_import i ON i.import_uuid = later.import_uuid
+        WHERE later.kind = 'Overwrite' AND later.import_uuid <> %(u)s
+          AND later.created_at >= mine.created_at
+        ORDER BY later.created_at, mine.model, mine.new_pk
+        LIMIT 50
+        """,
+        {"u": import_uuid},
+    ).fetchall()
+    if not rows:
+        return
+    by_import: dict[str, tuple[str, list[str]]] = {}
+    for later, scope, started_at, model, new_pk in rows:
+        when = started_at.isoformat(timespec="seconds") if started_at else "unknown time"
+        label = f"import {later.hex} ({scope or 'unknown scope'}, started {when})"
+        by_import.setdefault(later.hex, (label, []))[1].append(f"{model} id {new_pk}")
+    parts = [
+        f"{label} overwrote {', '.join(cells[:5])}"
+        + (f" and {len(cells) - 5} more" if len(cells) > 5 else "")
+        for label, cells in by_import.values()
+    ]
+    raise RollbackRefused(
+        f"refusing to roll back import {import_uuid}: later imports overwrote rows it "
+        "wrote, and restoring them would discard their values: "
+        + "; ".join(parts)
+        + ". Roll those imports back first."
+    )
+
+
 def rollback_import(
     conn: psycopg.Connection, registry: Registry, import_uuid: str
 ) -> RollbackResult:
     """Removes what ``import_uuid`` inserted and restores what it overwrote.
 
     Raises:
-        RollbackRefused: later rows depend on rows the import created.
+        RollbackRefused: later rows depend on rows the import created, or a later import
+            overwrote rows it wrote.
         LookupError: nothing is known of that import.
     """
     result = RollbackResult()
@@ -147,6 +195,7 @@ def rollback_import(
         ).fetchone()
         if not known:
             raise LookupError(f"no import {import_uuid} in this database")
+        _check_later_overwrites(conn, import_uuid)
         doomed = _deletions(conn, registry, import_uuid)
         _check_dependents(conn, registry, doomed)
         # Overwritten rows first get their old values back (they are never deleted).
@@ -181,6 +230,8 @@ def rollback_import(
             "sentry_controlimportchunk",
             "sentry_controlimportchunkreplica",
         ):
+            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+                continue  # a target without Sentry's chunk tables has no records to remove
             conn.execute(
                 sql.SQL("DELETE FROM {} WHERE import_uuid = %s").format(sql.Identifier(table)),
                 (import_uuid,),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from relocate.db.imports import ImportConflict, record_wiped, refuse_wipe_while_running
 from relocate.schemas.registry import Registry
 
 #: Tables Sentry's import writes as side effects; wiped with the models.
@@ -24,6 +25,9 @@ def wipe_for_import(conn: psycopg.Connection, registry: Registry, import_uuid: s
 
     A resumed Global import (same UUID, rows in the ledger) must not wipe what it wrote.
     Returns whether the wipe ran.
+
+    Raises:
+        ImportConflict: another import is running on the target (nothing is wiped).
     """
     # The lock waits for batches in flight (a concurrent run of this import) to commit,
     # so their ledger rows are seen here and their rows are not wiped under them. It
@@ -36,6 +40,14 @@ def wipe_for_import(conn: psycopg.Connection, registry: Registry, import_uuid: s
     if started:
         conn.commit()
         return False
+    # No import can register while the wipe decides and runs (an INSERT conflicts with
+    # this lock), so the imports found not live here stay so until it commits.
+    conn.execute("LOCK TABLE relocate_import IN SHARE ROW EXCLUSIVE MODE")
+    try:
+        refuse_wipe_while_running(conn, import_uuid)
+    except ImportConflict:
+        conn.rollback()
+        raise
     wipe_database(conn, registry, keep_import=import_uuid)
     return True
 
@@ -64,9 +76,14 @@ def wipe_database(
                 sql.SQL(", ").join(map(sql.Identifier, tables))
             )
         )
-    conn.execute(
-        "DELETE FROM relocate_pk_map WHERE import_uuid IS DISTINCT FROM %s", (keep_import,)
-    )
+    # Imports whose ledger rows go are marked, so that one still running fails at its end
+    # instead of reporting success without the rows (relocate.db.imports).
+    wiped = conn.execute(
+        "WITH gone AS (DELETE FROM relocate_pk_map WHERE import_uuid IS DISTINCT FROM %s "
+        "RETURNING import_uuid) SELECT import_uuid, count(*) FROM gone GROUP BY import_uuid",
+        (keep_import,),
+    ).fetchall()
+    record_wiped(conn, {u: n for u, n in wiped}, keep_import)
     conn.execute(
         "UPDATE relocate_import SET status = 'wiped' "
         "WHERE status <> 'wiped' AND import_uuid IS DISTINCT FROM %s",

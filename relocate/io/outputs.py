@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from typing import Any, TextIO
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -42,6 +43,48 @@ class _UploadOnClose(io.StringIO):
         if not self.closed:
             _create(self.path, self.getvalue().encode("utf-8"))
         super().close()
+
+
+class OutputPathError(ValueError):
+    """An output file that could not be written."""
+
+
+def check_output(path: str) -> None:
+    """Makes sure ``path`` can be written, before the import writes anything anywhere.
+
+    A local path is opened for appending (nothing it holds is lost) and, if it did not
+    exist, removed again: its folder exists, is a folder, and may be written. A URI is
+    created empty at once, as ``open_output(truncate_now=True)`` does: an object store
+    has no cheaper probe of write access, and a stale file of an earlier run is gone.
+
+    Raises:
+        OutputPathError: the path cannot be written; the message says why.
+    """
+    if has_scheme(path):
+        try:
+            _create(path, b"")
+        except Exception as exc:  # noqa: BLE001 - Beam's and the store's errors vary
+            raise OutputPathError(f"cannot write {path}: {exc}") from None
+        return
+    existed = os.path.lexists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise OutputPathError(_why(path, exc)) from None
+    if not existed:
+        os.remove(path)
+
+
+def _why(path: str, exc: OSError) -> str:
+    parent = os.path.dirname(os.path.abspath(path))
+    if isinstance(exc, IsADirectoryError):
+        return f"{path} is a directory, not a file"
+    if isinstance(exc, NotADirectoryError):
+        return f"cannot write {path}: a part of {parent} is a file, not a folder"
+    if isinstance(exc, FileNotFoundError):
+        return f"cannot write {path}: the folder {parent} does not exist"
+    return f"cannot write {path}: {exc.strerror or exc}"
 
 
 def open_output(path: str, *, truncate_now: bool = False) -> TextIO:
