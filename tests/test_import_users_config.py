@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from .conftest import TEMPLATE_DB
 from .helpers import (
     apitoken,
     chunks,
@@ -590,7 +591,7 @@ def test_shuffled_export_imports_to_the_same_result(db_dsn, pg_server, fixtures_
     name = other.split("dbname=")[1].split()[0]
     with psycopg.connect(pg_server, autocommit=True) as conn:
         template = db_dsn.split("dbname=")[1].split()[0]
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE relocate_template")
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
     try:
         assert import_export(other, "config", shuffled).code == 0
 

@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from .conftest import TEMPLATE_DB
 from .helpers import (
     IMPORTED_PASSWORD,
     TS,
@@ -185,7 +186,7 @@ _names = itertools.count()
 def fresh_database(pg_server: str) -> Iterator[str]:
     name = f"t_priv_{os.getpid()}_{next(_names)}"
     with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE relocate_template")
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
     try:
         yield psycopg.conninfo.make_conninfo(pg_server, dbname=name)
     finally:

@@ -2,7 +2,7 @@
 
 ::
 
-    rows      = ReadExport(src)                       # ijson stream, per-model ordinals
+    rows      = ReadExport(src)                       # streamed rows, per-model ordinals
     filters   = ResolveFilters(rows)                  # org/user allow-lists, a side input
     admitted  = AdmitRows(rows, filters)              # scope and filters; skips reported
     converted = ConvertRows(admitted)                 # columns, types, Sentry validation

@@ -128,21 +128,39 @@ def describe_failure(summary: Any, registry: Any, import_uuid: str, is_global: b
             if f["kind"] not in PRE_WRITE_KINDS and (info := registry.get(f["on"]["model"]))
         }
     )
+    # A Global import wipes the target before stage 1 and commits it (Sentry's monolith
+    # import wipes and writes in one transaction, so its failure leaves the target as it
+    # was): once the wipe ran, the old contents are back only from a backup.
+    restore = (
+        " To get the target's previous contents back, restore the database from a backup:"
+        f" `relocate rollback --import-uuid {import_uuid}` removes this import's rows but"
+        " cannot bring back what the wipe deleted."
+    )
     if not total:
         wiped = (
-            " The Global wipe had emptied the target's tables before stage 1."
+            " The target was wiped: the Global wipe emptied its tables before stage 1, and"
+            " that is committed."
             if is_global and written
             else ""
         )
         what = "Nothing was written" if not wiped else "No row was written"
         return (
             f"Import failed. {what}: the target holds no row of import {import_uuid}.{wiped}"
-            " Fix the cause and run the import again."
+            " Fix the cause and run the import again." + (restore if wiped else "")
         )
     stages = "; ".join(f"stage {s}: {', '.join(models)}" for s, models in sorted(held.items()))
     where = (
         f" The write of {', '.join(failed)} failed: that batch was rolled back." if failed else ""
     )
+    if is_global:
+        return (
+            f"Import failed.{where} The target was wiped: the Global wipe emptied its tables "
+            f"before stage 1, and that is committed (Sentry's own import would have left the "
+            f"target as it was). It now holds {total} rows of import {import_uuid} (with the "
+            f"rows created beside them), committed before the failure: {stages}. To finish "
+            f"the import, fix the cause and rerun with --import-uuid {import_uuid} (the wipe "
+            f"is not repeated; only what is missing is written)." + restore
+        )
     return (
         f"Import failed.{where} The target holds {total} rows of import {import_uuid} "
         f"(with the rows created beside them), committed before the failure: {stages}. "
