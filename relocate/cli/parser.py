@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="import an export in one of Sentry's four scopes")
     scopes = imp.add_subparsers(dest="scope", required=True)
     for scope in SCOPES:
-        p = scopes.add_parser(scope, help=f"import in the {scope} scope")
+        # Beam's options pass through unparsed: no abbreviations, or `--region` (Dataflow)
+        # would be taken for `--region-name`.
+        p = scopes.add_parser(scope, help=f"import in the {scope} scope", allow_abbrev=False)
         p.add_argument("src", metavar="SRC", help="export file, gs:// URI, or - for stdin")
         p.set_defaults(usage_parser=p)
         add_target_args(p)
