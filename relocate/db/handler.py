@@ -379,3 +379,24 @@ def ledger_refs(layout: TableLayout, rows: Iterable[Converted]) -> set[tuple[str
             if isinstance(value, int) and not isinstance(value, bool):
                 refs.add((fk.target, value))
     return refs
+
+
+def split_onto_existing(
+    items: Sequence[Item], keys: Sequence[Any], existing: dict[Any, int]
+) -> tuple[list[Item], list[Item]]:
+    """Splits a batch by its rows' unique keys into rows to insert and rows that land on a
+    row already there (their ``new_pk`` set to its id).
+
+    ``existing`` maps keys to row ids in the target; a later row whose key an earlier row of
+    the batch took lands on that row, so the batch never inserts one key twice.
+    """
+    new: list[Item] = []
+    onto: list[Item] = []
+    for item, key in zip(items, keys):
+        if key in existing:
+            item.new_pk = existing[key]
+            onto.append(item)
+        else:
+            existing[key] = item.new_pk
+            new.append(item)
+    return new, onto

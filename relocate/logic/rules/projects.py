@@ -21,6 +21,7 @@ from relocate.db.handler import (
     WriteContext,
     copy_rows,
     insert_side_effects,
+    split_onto_existing,
     update_rows,
 )
 from relocate.logic.rules.tokens import fresh_key
@@ -125,15 +126,7 @@ class ProjectOptionHandler(Handler):
                 ([p for p, _ in pairs], [k for _, k in pairs]),
             )
         }
-        new: list[Item] = []
-        onto: list[Item] = []
-        for item, pair in zip(items, pairs):
-            if pair in existing:
-                item.new_pk = existing[pair]
-                onto.append(item)
-            else:
-                existing[pair] = item.new_pk
-                new.append(item)
+        new, onto = split_onto_existing(items, pairs, existing)
         copy_rows(ctx, new)
         update_rows(ctx, [(i.new_pk, {"value": i.values.get("value")}) for i in onto])
 

@@ -23,6 +23,7 @@ from relocate.db.handler import (
     find_existing,
     insert_row,
     insert_side_effects,
+    split_onto_existing,
     try_unique,
     update_rows,
 )
@@ -316,15 +317,7 @@ class UserEmailHandler(Handler):
                 ([p[0] for p in pairs], [p[1] for p in pairs]),
             )
         )
-        new: list[Item] = []
-        onto: list[Item] = []
-        for item, pair in zip(items, pairs):
-            if pair in existing:
-                item.new_pk = existing[pair]
-                onto.append(item)
-            else:
-                existing[pair] = item.new_pk
-                new.append(item)
+        new, onto = split_onto_existing(items, pairs, existing)
         copy_rows(ctx, new)
         # Receiver create_email (post_save UserEmail, created): each new UserEmail's Email.
         create_emails(ctx, [i.values.get("email") or "" for i in new])
