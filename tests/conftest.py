@@ -34,9 +34,12 @@ SENTRY_COLUMNS = Path(
 TEMPLATE_DB = f"relocate_template_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
-def _require(path: Path, what: str, variable: str) -> Path:
-    """``path``, or a skip naming what is missing (a failure when ``CI=true``)."""
-    if path.exists():
+def _require(path: Path, what: str, variable: str, probe: str | None = None) -> Path:
+    """``path``, or a skip naming what is missing (a failure when ``CI=true``).
+
+    ``probe``: a file that must exist inside ``path`` (a directory) for it to count.
+    """
+    if (path / probe if probe else path).exists():
         return path
     message = (
         f"{what} not found at {path}: set {variable} to point at them "
@@ -71,8 +74,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """Sentry's backup fixtures; the test skips without them (fails when ``CI=true``)."""
-    _require(FIXTURES / "fresh-install.json", "Sentry's backup fixtures", "SENTRY_FIXTURES")
-    return FIXTURES
+    return _require(FIXTURES, "Sentry's backup fixtures", "SENTRY_FIXTURES", "fresh-install.json")
 
 
 @pytest.fixture(scope="session")
