@@ -735,3 +735,108 @@ def test_13_legacy_unknown_username_is_a_finding(db_dsn, tmp_path, reference):
     assert repr(reference[0]) in finding["reason"] and "`user`" in finding["reason"]
     assert "no sentry.user of the export has that username" in finding["reason"]
     assert count(db_dsn, "auth_user") == 0
+
+
+def _export_23_7() -> list[dict]:
+    """Rows shaped as Sentry's own 23.7.1 export fixture (getsentry/sentry
+    fixtures/backup/23.7.1.json): every foreign key to ``sentry.user`` that was a Django
+    ``ForeignKey`` then (``user``, ``owner``, ``proxy_user``, ``creator_user``) holds
+    ``[username]``; the hybrid-cloud ones (``user_id``, ``owner_id``, ``created_by_id``)
+    already held the pk. ``sites.site``, ``sentry.actor`` and the organization mapping are
+    there too, and scope lists are Python-literal strings."""
+    app_user = "test_app-4d6ae6ac-c652-4de0-bca0-a379430c0151"
+    return [
+        row("sites.site", 1, domain="example.com", name="example.com"),
+        row("sentry.actor", 1, type=0, user_id=None, team=None),
+        user(1, "user@example.com"),
+        user(2, "admin@localhost"),
+        user(3, app_user, email="", is_sentry_app=True),
+        row("sentry.organization", 1, name="test_org", slug="test-org", status=0,
+            date_added=TS, default_role="member", is_test=False, flags="1"),
+        row("sentry.organizationmapping", 1, organization_id=1, slug="test-org",
+            name="test_org", date_created=TS, customer_id=None, verified=False,
+            idempotency_key="", region_name="--monolith--", status=0),
+        row("sentry.authprovider", 1, organization_id=1, provider="sentry", config={},
+            date_added=TS, sync_time=None, last_sync=None, default_role=50,
+            default_global_access=True, flags="0"),
+        useremail(1, 1, "user@example.com"),
+        userip(1, 1, "127.0.0.2"),
+        userpermission(1, 1),
+        row("sentry.userrole", 1, date_updated=TS, date_added=TS, name="test-role",
+            permissions="[]"),
+        row("sentry.userroleuser", 1, date_updated=TS, date_added=TS, user=1, role=1),
+        row("sentry.authidentity", 1, user=1, auth_provider=1, ident="123456789",
+            data={"key1": "value1"}, last_verified=TS, last_synced=TS, date_added=TS),
+        row("sentry.authenticator", 1, user=1, created_at=TS, last_used_at=None, type=1,
+            config='""'),
+        row("sentry.apiapplication", 1, client_id="a" * 64, client_secret="b" * 64,
+            owner=3, name="Relevant Bream", status=0, allowed_origins="",
+            redirect_uris="", homepage_url=None, privacy_url=None, terms_url=None,
+            date_added=TS),
+        row("sentry.apiapplication", 2, client_id="c" * 64, client_secret="d" * 64,
+            owner=1, name="test", status=0, allowed_origins=None,
+            redirect_uris="http://example.com", homepage_url=None, privacy_url=None,
+            terms_url=None, date_added=TS),
+        useroption(1, 1, "timezone", '"Europe/Vienna"'),
+        row("sentry.apiauthorization", 1, scopes="0", scope_list="[]", application=2,
+            user=1, date_added=TS),
+        row("sentry.apitoken", 1, scopes="0", scope_list="[]", application=1, user=3,
+            token="e" * 64, refresh_token="f" * 64, expires_at=None, date_added=TS),
+        row("sentry.organizationmember", 1, organization=1, user_id=2, email=None,
+            role="owner", flags="0", token=None, date_added=TS, token_expires_at=None,
+            has_global_access=True, inviter_id=None, invite_status=0, type=50,
+            user_is_active=True, user_email="admin@localhost"),
+        row("sentry.sentryapp", 1, date_deleted=None, scopes="0", scope_list="[]",
+            application=1, proxy_user=3, owner_id=1, name="test_app", slug="test_app",
+            author="A Company", status=0, uuid="f71b2f6b-0f10-4d6f-b9c9-bf873c641ac7",
+            redirect_url=None, webhook_url="https://example.com/webhook",
+            is_alertable=False, verify_install=True, events="[]", overview=None,
+            schema={}, date_added=TS, date_updated=TS, date_published=None,
+            creator_user=2, creator_label="admin@localhost", popularity=1),
+    ]  # fmt: skip
+
+
+def _natural_keys(rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
+    """``rows`` with each integer reference in ``fields`` written as ``[username]``."""
+    names = {r["pk"]: r["fields"]["username"] for r in rows if r["model"] == "sentry.user"}
+    out = []
+    for r in rows:
+        changed = {
+            f: [names[v]]
+            for f, v in r["fields"].items()
+            if f in fields and r["model"] != "sentry.user" and isinstance(v, int)
+        }
+        out.append({**r, "fields": {**r["fields"], **changed}})
+    return out
+
+
+def test_13_legacy_23_7_export_imports_every_user_reference(db_dsn, tmp_path):
+    """A 23.7-shaped export in Global scope: every natural-key user reference (user,
+    owner, proxy_user, creator_user) and every hybrid-cloud ``*_id`` lands on the user of
+    the export it named."""
+    rows = _natural_keys(_export_23_7(), ("user", "owner", "proxy_user", "creator_user"))
+    assert rows[8]["fields"]["user"] == ["user@example.com"]  # the shape under test
+    run = import_export(db_dsn, "global", write_export(tmp_path / "23.7.json", rows))
+    assert run.code == 0, run.err
+    ids = dict(query(db_dsn, "SELECT username, id FROM auth_user"))
+    first, admin = ids["user@example.com"], ids["admin@localhost"]
+    app_user = ids["test_app-4d6ae6ac-c652-4de0-bca0-a379430c0151"]
+    expected = {
+        "SELECT user_id FROM sentry_useremail WHERE email = 'user@example.com'": first,
+        "SELECT user_id FROM sentry_userip": first,
+        "SELECT user_id FROM sentry_userpermission": first,
+        "SELECT user_id FROM sentry_userrole_users": first,
+        "SELECT user_id FROM sentry_authidentity": first,
+        "SELECT user_id FROM auth_authenticator": first,
+        "SELECT user_id FROM sentry_useroption": first,
+        "SELECT user_id FROM sentry_apiauthorization": first,
+        "SELECT user_id FROM sentry_apitoken": app_user,
+        "SELECT owner_id FROM sentry_apiapplication WHERE name = 'Relevant Bream'": app_user,
+        "SELECT owner_id FROM sentry_apiapplication WHERE name = 'test'": first,
+        "SELECT proxy_user_id FROM sentry_sentryapp": app_user,
+        "SELECT creator_user_id FROM sentry_sentryapp": admin,
+        "SELECT owner_id FROM sentry_sentryapp": first,
+        "SELECT user_id FROM sentry_organizationmember": admin,
+    }
+    found = {sql: scalar(db_dsn, sql) for sql in expected}
+    assert found == expected
