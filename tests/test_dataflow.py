@@ -160,7 +160,7 @@ def test_job_holds_every_step_of_the_import(organizations_job: TranslatedJob, st
     job = organizations_job
     assert job.job.proto.name == "relocate-organizations"
     assert job.job.proto.type_ == apiclient.dataflow.JobType.JOB_TYPE_BATCH
-    steps = {"Read", "Filters", "Admit", "Convert", "ByStage", "Report", "Finish"}
+    steps = {"Read", "Admit", "Convert", "ByStage", "LookedUpAdmit", "Report", "Finish"}
     steps |= {f"Stage{k}" for k in range(1, stages + 1)}
     assert steps <= job.top_level()
     assert f"Stage{stages + 1}" not in job.top_level()
@@ -171,14 +171,17 @@ def test_each_stage_write_waits_for_the_gate_of_the_stage_before(
     organizations_job: TranslatedJob, stages: int
 ):
     job = organizations_job
-    # Stage 1 waits for validation: the count of findings over the whole export.
-    (first_gate,) = job.side_inputs("Stage1/Write").values()
-    assert first_gate.startswith("CountFindings/")
-    for k in range(2, stages + 1):
-        assert list(job.side_inputs(f"Stage{k}/Write").values()) == [f"Stage{k - 1}/NextGate"]
-    # Finish waits for the last stage and for the report rows.
-    reports, last_gate = sorted(job.side_inputs("Finish").values())
-    assert (reports.split("/")[0], last_gate) == ("Report", f"Stage{stages}/NextGate")
+    # Stage 1 waits for validation: the findings over the whole export; stage k for them
+    # and for every batch an earlier stage failed to write (relocate.beam.gate).
+    for k in range(1, stages + 1):
+        earlier = [f"Stage{j}/Write" for j in range(1, k)]
+        assert sorted(job.side_inputs(f"Stage{k}/Write").values()) == sorted(
+            ["AllFindings", *earlier]
+        )
+    # Finish waits for the last stage (and so every stage) and for the report rows.
+    assert sorted(job.side_inputs("Finish").values()) == sorted(
+        ["AllFindings", "Report/Store", *(f"Stage{j}/Write" for j in range(1, stages + 1))]
+    )
 
 
 def test_a_detached_job_concludes_itself_after_finish(db_dsn: str):
@@ -190,9 +193,8 @@ def test_a_detached_job_concludes_itself_after_finish(db_dsn: str):
 
 def test_global_scope_wipes_only_after_validation_and_before_stage_1(db_dsn: str):
     job = translate(db_dsn, "global")
-    (wipe_waits_for,) = job.side_inputs("Wipe").values()
-    assert wipe_waits_for.startswith("CountFindings/")
-    assert list(job.side_inputs("Stage1/Write").values()) == ["Wipe"]
+    assert list(job.side_inputs("Wipe").values()) == ["AllFindings"]
+    assert sorted(job.side_inputs("Stage1/Write").values()) == ["AllFindings", "Wipe"]
 
 
 def test_workers_get_the_package_and_the_launcher_s_python_and_beam(

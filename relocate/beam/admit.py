@@ -61,7 +61,8 @@ def bad_row_finding(bad: BadRow) -> Finding:
 class ResolveFilters(beam.PTransform):
     """Computes the import's allow-lists from the parsed rows, whatever their order.
 
-    Returns a PCollection holding one ``Filters`` (for use with ``AsSingleton``).
+    Returns a PCollection holding one ``Filters`` (for use with ``AsSingleton``). Only for
+    an import with a filter: without one, admission has no side input to wait for.
     """
 
     settings: ImportSettings
@@ -72,8 +73,6 @@ class ResolveFilters(beam.PTransform):
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         settings = self.settings
         pipeline = batches.pipeline
-        if settings.filter_usernames is None and settings.filter_org_slugs is None:
-            return pipeline | "NoFilters" >> beam.Create([Filters()])
         users = rows_of(batches, "sentry.user", "Users")
         if settings.filter_org_slugs is not None:
             slugs = settings.filter_org_slugs
@@ -130,11 +129,12 @@ class _AdmitFn(beam.DoFn):
     def process(
         self,
         batch: tuple[str, list[tuple]],
-        filters: Filters,
+        filters: Filters | None = None,
         actors: dict | None = None,
         usernames: dict | None = None,
     ) -> Iterator[Any]:
         model, elements = batch
+        filters = filters if filters is not None else Filters()
         info = self._registry.get(model) if usernames is not None else None
         user_fields = user_fk_fields(info) if info is not None else ()
         admitted = []
@@ -173,7 +173,7 @@ class AdmitRows(beam.PTransform):
     registry: Registry
     settings: ImportSettings
     removed_models: frozenset[str]
-    filters: beam.PCollection
+    filters: beam.PCollection | None
     actors: beam.PCollection | None = None
     usernames: beam.PCollection | None = None
 
@@ -181,7 +181,9 @@ class AdmitRows(beam.PTransform):
         super().__init__()
 
     def expand(self, rows: beam.PCollection) -> Any:
-        side = {"filters": beam.pvalue.AsSingleton(self.filters)}
+        side = {}
+        if self.filters is not None:
+            side["filters"] = beam.pvalue.AsSingleton(self.filters)
         if self.actors is not None:
             side["actors"] = beam.pvalue.AsDict(self.actors)
         if self.usernames is not None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 
+from relocate.beam.gate import trigger
 from relocate.beam.write import _PostgresFn, connect
 from relocate.db.constraints import ModelConstraints, drop_staging, find_violations, stage_rows
 from relocate.db.handler import Finding
@@ -60,7 +61,8 @@ class _ViolationsFn(beam.DoFn):
         self._settings = settings
         self._plans = plans
 
-    def process(self, _: Any, staged: int) -> Iterator[Finding]:
+    def process(self, _: Any, *staged_counts: Iterable[int]) -> Iterator[Finding]:
+        staged = sum(sum(part) for part in staged_counts)
         if not staged:
             return
         start = time.monotonic()
@@ -81,16 +83,17 @@ class _ViolationsFn(beam.DoFn):
 
 
 class _DropStagingFn(beam.DoFn):
-    """Drops the run's staging tables once every finding is out (idempotent)."""
+    """Drops the run's staging tables once the violations are out (idempotent)."""
 
     def __init__(self, settings: ImportSettings, plans: dict[str, ModelConstraints]) -> None:
         self._settings = settings
         self._plans = plans
 
-    def process(self, _: Any, findings: int) -> Iterator[int]:
+    def process(self, _: Any, violations: Iterable[Any]) -> Iterator[Any]:
+        del violations  # only waited for
         with connect(self._settings) as conn:
             drop_staging(conn, self._plans.values())
-        yield findings
+        return iter(())
 
 
 @dataclass(eq=False)
@@ -115,26 +118,12 @@ class CheckConstraints(beam.PTransform):
             ).with_outputs(FINDINGS, main="staged")
             counts.append(staged.staged)
             findings.append(staged[FINDINGS])
-        total = (
-            tuple(counts) | "AllStaged" >> beam.Flatten() | "Staged" >> beam.CombineGlobally(sum)
+        pipeline = parts[0].pipeline
+        # Side inputs one by one: a Flatten read as a side input is a stage of its own.
+        violations = trigger(pipeline, "Trigger") | "Violations" >> beam.ParDo(
+            _ViolationsFn(self.settings, self.plans), *map(beam.pvalue.AsIter, counts)
         )
-        violations = (
-            parts[0].pipeline
-            | "Trigger" >> beam.Create([None])
-            | "Violations"
-            >> beam.ParDo(
-                _ViolationsFn(self.settings, self.plans), staged=beam.pvalue.AsSingleton(total)
-            )
+        _ = trigger(pipeline, "DropTrigger") | "DropStaging" >> beam.ParDo(
+            _DropStagingFn(self.settings, self.plans), beam.pvalue.AsIter(violations)
         )
-        out = (*findings, violations) | "Findings" >> beam.Flatten()
-        counted = out | "Counted" >> beam.combiners.Count.Globally()
-        _ = (
-            parts[0].pipeline
-            | "DropTrigger" >> beam.Create([None])
-            | "DropStaging"
-            >> beam.ParDo(
-                _DropStagingFn(self.settings, self.plans),
-                findings=beam.pvalue.AsSingleton(counted),
-            )
-        )
-        return out
+        return (*findings, violations) | "Findings" >> beam.Flatten()

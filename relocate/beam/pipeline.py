@@ -7,8 +7,8 @@
     admitted  = AdmitRows(rows, filters)              # scope and filters; skips reported
     converted = ConvertRows(admitted)                 # columns, types, Sentry validation
     violations = CheckConstraints(converted)          # CHECKs, keys repeated in the file
-    gate[0]   = count(findings + violations)          # any finding: nothing is written
-    gate[k]   = WriteStage(k, rows of stage k, gate[k-1])
+    gate[0]   = findings + violations                 # any finding: nothing is written
+    gate[k]   = gate[k-1] + WriteStage(k, rows of stage k, gate[k-1])  # its failed batches
     Finish(gate[N])                                   # sequences, chunk records
 
 Rows cross Beam in batches of one model, ``(model, [row tuple, ...])``: Beam's cost is per
@@ -24,7 +24,7 @@ filled: rows may come in any order in the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ from relocate.beam.admit import (
     bad_row_finding,
 )
 from relocate.beam.constraints import CheckConstraints
+from relocate.beam.gate import any_failed, trigger, wait_for
 from relocate.beam.read import BAD, ReadExport, rows_of
 from relocate.beam.write import WriteReports, WriteStage, connect
 from relocate.db.constraints import ModelConstraints
@@ -101,23 +102,26 @@ class _WipeFn(beam.DoFn):
     def __init__(self, plan: ImportPlan) -> None:
         self._plan = plan
 
-    def process(self, _: Any, gate: int) -> Iterator[int]:
-        if not gate:
+    def process(self, _: Any, *gate: Iterable[Any]) -> Iterator[Any]:
+        """Wipes unless the gate holds a failure; adds nothing to the gate."""
+        if not any_failed(gate):
             from relocate.db.wipe import wipe_for_import
 
             with connect(self._plan.settings) as conn:
                 wipe_for_import(conn, self._plan.registry, self._plan.settings.import_uuid)
-        yield gate
+        return iter(())
 
 
 class _FinishFn(beam.DoFn):
     def __init__(self, plan: ImportPlan) -> None:
         self._plan = plan
 
-    def process(self, _: Any, gate: int, reports: int) -> Iterator[int]:
+    def process(self, _: Any, reports: Iterable[int], *gate: Iterable[Any]) -> Iterator[int]:
+        """Yields 1 when the import failed, else finishes it and yields 0 (one element
+        either way: a detached import's conclusion runs on it)."""
         del reports  # only waited for
-        if gate:
-            yield gate
+        if any_failed(gate):
+            yield 1
             return
         from relocate.db.finish import finish_import
 
@@ -149,17 +153,19 @@ class _ConcludeFn(beam.DoFn):
         yield len(summary.findings)
 
 
-def legacy_path(batch: tuple[str, list[tuple]], user_fields: dict[str, tuple[str, ...]]) -> int:
-    """Which path a batch takes: 1 for the models with a legacy ``owner`` (they wait for the
-    actors), 2 for a batch naming a user by natural key (it waits for the usernames), else 0.
-    """
+def needs_export_lookups(
+    batch: tuple[str, list[tuple]], user_fields: dict[str, tuple[str, ...]]
+) -> bool:
+    """Whether a batch must wait for lookups over the whole export: the models with a
+    legacy ``owner`` (the actors), and a batch naming a user by natural key (the
+    usernames of the export's users)."""
     model, elements = batch
     if model in LEGACY_OWNER_FIELDS:
-        return 1
+        return True
     fields = user_fields.get(model)
-    if fields and any(has_natural_user_refs(Row._make(e).fields, fields) for e in elements):
-        return 2
-    return 0
+    return bool(fields) and any(
+        has_natural_user_refs(Row._make(e).fields, fields) for e in elements
+    )
 
 
 def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
@@ -171,13 +177,13 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     actors = rows_of(read.rows, "sentry.actor", "Actors") | "ActorOwners" >> beam.Map(
         lambda r: (r[2], actor_owner(Row._make(r)))
     )
-    # Only the models with a legacy owner wait for the actors (a side input computed from
-    # the whole export). They take a path of their own up to the stage writes: merging
-    # them back into the other rows earlier would make the runner hold every row of the
+    # Only the models with a legacy owner wait for the actors, and only batches of 23.7
+    # exports that name users by natural key for the usernames of the export's users (side
+    # inputs computed from the whole export). They take a path of their own up to the
+    # stage writes: making every row wait would make the runner hold every row of the
     # export until the whole file is read (measured: +500 MB at 1M rows). Their Admit
-    # resolves the owners, so that an owner of the wrong shape is a finding like any other.
-    # Batches of 23.7 exports that name users by natural key wait, on a third path, for
-    # the usernames of the export's users (a small side input).
+    # resolves the owners and users, so that a reference of the wrong shape is a finding
+    # like any other.
     user_fields = {m.name: user_fk_fields(m) for m in registry.models}
     usernames = (
         rows_of(read.rows, "sentry.user", "Users")
@@ -187,10 +193,11 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
         ).with_output_types(tuple[str, int])
         | "FirstPkOfName" >> beam.CombinePerKey(min)
     )
-    owned = read.rows | "LegacyOwned" >> beam.Partition(
-        lambda batch, n: legacy_path(batch, user_fields), 3
+    paths = read.rows | "NeedsLookups" >> beam.Partition(
+        lambda batch, n: int(needs_export_lookups(batch, user_fields)), 2
     )
-    filters = read.rows | "Filters" >> ResolveFilters(settings)
+    filtered = settings.filter_usernames is not None or settings.filter_org_slugs is not None
+    filters = (read.rows | "Filters" >> ResolveFilters(settings)) if filtered else None
     tables = {m.name: m.table for m in registry.models}
     stage_of = {m.name: m.stage - 1 for m in registry.models}
     n_stages = registry.max_stage
@@ -198,9 +205,8 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     bad = read[BAD] | "BadRows" >> beam.Map(bad_row_finding)
     findings_parts, skipped_parts, converted_parts = [bad], [], []
     for prefix, rows, owners, names in (
-        ("", owned[0], None, None),
-        ("Owned", owned[1], actors, None),
-        ("NaturalKeys", owned[2], None, usernames),
+        ("", paths[0], None, None),
+        ("LookedUp", paths[1], actors, usernames),
     ):
         admit = rows | f"{prefix}Admit" >> AdmitRows(
             registry, settings, plan.removed_models, filters, owners, names
@@ -227,13 +233,13 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
         | "AllReports" >> beam.Flatten()
         | "Report" >> WriteReports(settings)
     )
-    gate = findings | "CountFindings" >> beam.combiners.Count.Globally()
+    # The gate (relocate.beam.gate): the findings, then each stage's failed batches.
+    gate: tuple[beam.PCollection, ...] = (findings,)
     if settings.is_global:
-        gate = (
-            pipeline
-            | "WipeTrigger" >> beam.Create([None])
-            | "Wipe" >> beam.ParDo(_WipeFn(plan), gate=beam.pvalue.AsSingleton(gate))
+        wiped = trigger(pipeline, "WipeTrigger") | "Wipe" >> beam.ParDo(
+            _WipeFn(plan), *wait_for(gate)
         )
+        gate = (*gate, wiped)
 
     for index in range(n_stages):
         gate = (
@@ -242,15 +248,8 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
             | f"Stage{index + 1}" >> WriteStage(index + 1, registry, settings, plan.layouts, gate)
         )
 
-    finished = (
-        pipeline
-        | "FinishTrigger" >> beam.Create([None])
-        | "Finish"
-        >> beam.ParDo(
-            _FinishFn(plan),
-            gate=beam.pvalue.AsSingleton(gate),
-            reports=beam.pvalue.AsSingleton(reports, default_value=0),
-        )
+    finished = trigger(pipeline, "FinishTrigger") | "Finish" >> beam.ParDo(
+        _FinishFn(plan), beam.pvalue.AsIter(reports), *wait_for(gate)
     )
     if plan.outputs is not None:
         return finished | "Conclude" >> beam.ParDo(_ConcludeFn(plan))

@@ -115,7 +115,8 @@ class ReadExport(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
         return (
             pbegin
-            | "Source" >> beam.Create([self.path])
+            | "Start" >> beam.Impulse()
+            | "Source" >> beam.Map(lambda _, path: path, self.path)
             | "Parse"
             >> beam.ParDo(_ReadExportFn(self.decryption, self.known_models)).with_outputs(
                 BAD, main="rows"

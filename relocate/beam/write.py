@@ -2,17 +2,17 @@
 
 The DoFn buffers rows per model and flushes a batch through ``BatchWriter`` every
 ``batch_size`` rows (a DirectRunner bundle can be a whole partition, so waiting for
-``finish_bundle`` would hold it all). It waits for its ``gate`` side input: the number of
-findings so far, which is complete only once the previous stage has finished writing.
-A non-zero gate means the import already failed: nothing more is written.
+``finish_bundle`` would hold it all). It waits for its ``gate`` side input
+(``relocate.beam.gate``), which is complete only once the previous stage has finished
+writing. A gate that holds a failure means the import already failed: nothing more is
+written.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ import apache_beam as beam
 import psycopg
 from apache_beam.transforms.window import GlobalWindows
 
+from relocate.beam.gate import any_failed, wait_for
 from relocate.db.connection_cap import Backoff, open_connection
 from relocate.db.faults import InjectedFault
 from relocate.db.sink import BatchResult, BatchWriter, write_reports
@@ -108,26 +109,31 @@ class _WriteStageFn(_PostgresFn):
 
     def start_bundle(self) -> None:
         self._buffers: dict[str, list[Converted]] = {}
+        self._failed: bool | None = None
 
-    def process(self, batch: PackedBatch, gate: int) -> Iterator[dict]:
-        if gate:
-            return  # an earlier finding aborted the import
+    def process(self, batch: PackedBatch, *gate: Iterable[Any]) -> Iterator[int]:
+        if self._failed is None:
+            self._failed = any_failed(gate)
+        if self._failed:
+            return  # an earlier finding or failed batch aborted the import
         model = batch[0]
         buffer = self._buffers.setdefault(model, [])
         buffer.extend(unpack_converted(batch))
         size = self._settings.batch_size
         while len(buffer) >= size:
             rows, buffer[:] = buffer[:size], buffer[size:]
-            yield self._flush(model, rows)
+            yield from self._flush(model, rows)
 
     def finish_bundle(self) -> Iterator[Any]:
         for model, rows in self._buffers.items():
             if rows:
-                yield GlobalWindows.windowed_value(self._flush(model, rows))
+                for failed in self._flush(model, rows):
+                    yield GlobalWindows.windowed_value(failed)
         self._buffers = {}
         self.release_connection()
 
-    def _flush(self, model: str, rows: list[Converted]) -> dict:
+    def _flush(self, model: str, rows: list[Converted]) -> Iterator[int]:
+        """Writes one batch; yields its error count when it failed (a gate marker)."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 result: BatchResult = self._writer().write(model, rows)
@@ -157,40 +163,32 @@ class _WriteStageFn(_PostgresFn):
             result.overwritten,
             result.dropped,
         )
-        return dataclasses.asdict(result)
-
-
-def _add(results: list[dict], total: int) -> int:
-    return total + sum(r["errors"] for r in results)
+        if result.errors:
+            yield result.errors
 
 
 @dataclass(eq=False)
 class WriteStage(beam.PTransform):
-    """Writes the rows of one stage once ``gate`` (findings so far) is known.
+    """Writes the rows of one stage once ``gate`` (``relocate.beam.gate``) is complete.
 
-    Returns the next gate: a one-element PCollection with the number of findings after
-    this stage.
+    Returns the next gate: ``gate``'s parts and the batches this stage failed to write.
     """
 
     stage: int
     registry: Registry
     settings: ImportSettings
     layouts: dict[str, TableLayout | None]
-    gate: beam.PCollection
+    gate: tuple[beam.PCollection, ...]
 
     def __post_init__(self) -> None:
         super().__init__()
 
-    def expand(self, rows: beam.PCollection) -> beam.PCollection:
-        results = rows | "Write" >> beam.ParDo(
+    def expand(self, rows: beam.PCollection) -> tuple[beam.PCollection, ...]:  # type: ignore[override]
+        failures = rows | "Write" >> beam.ParDo(
             _WriteStageFn(self.stage, self.registry, self.settings, self.layouts),
-            gate=beam.pvalue.AsSingleton(self.gate),
+            *wait_for(self.gate),
         )
-        return (
-            results
-            | "Results" >> beam.combiners.ToList()
-            | "NextGate" >> beam.Map(_add, beam.pvalue.AsSingleton(self.gate))
-        )
+        return (*self.gate, failures)
 
 
 @dataclass(eq=False)
@@ -226,7 +224,8 @@ class _WriteReportsFn(_PostgresFn):
 
 @dataclass(eq=False)
 class WriteReports(beam.PTransform):
-    """Stores report entries; returns the number stored (one element)."""
+    """Stores report entries; returns the number stored per batch (to wait for, with
+    ``AsIter``)."""
 
     settings: ImportSettings
 
@@ -234,8 +233,4 @@ class WriteReports(beam.PTransform):
         super().__init__()
 
     def expand(self, entries: beam.PCollection) -> beam.PCollection:
-        return (
-            entries
-            | "Store" >> beam.ParDo(_WriteReportsFn(self.settings))
-            | "Total" >> beam.CombineGlobally(sum)
-        )
+        return entries | "Store" >> beam.ParDo(_WriteReportsFn(self.settings))
