@@ -46,28 +46,77 @@ def _sha256(text: str) -> str:
 
 
 def _org(pk: int, slug: Any, name: str = "org") -> dict:
-    return row("sentry.organization", pk, name=name, slug=slug, status=0, date_added=TS,
-               default_role="member", flags="1", is_test=False)
+    return row(
+        "sentry.organization",
+        pk,
+        name=name,
+        slug=slug,
+        status=0,
+        date_added=TS,
+        default_role="member",
+        flags="1",
+        is_test=False,
+    )
 
 
 def _member(pk: int, org_pk: Any, user_pk: Any) -> dict:
-    return row("sentry.organizationmember", pk, organization=org_pk, user_id=user_pk,
-               email=None, role="member", flags="0", token=None, date_added=TS,
-               token_expires_at=None, has_global_access=True, inviter_id=None,
-               invite_status=0, type=50, user_is_active=True, user_email=None)
+    return row(
+        "sentry.organizationmember",
+        pk,
+        organization=org_pk,
+        user_id=user_pk,
+        email=None,
+        role="member",
+        flags="0",
+        token=None,
+        date_added=TS,
+        token_expires_at=None,
+        has_global_access=True,
+        inviter_id=None,
+        invite_status=0,
+        type=50,
+        user_is_active=True,
+        user_email=None,
+    )
 
 
 def _alertrule(pk: int, owner: Any) -> dict:
-    return row("sentry.alertrule", pk, organization=1, snuba_query=None, team=None,
-               user_id=None, name=f"rule {pk}", status=0, threshold_type=0,
-               resolve_threshold=None, threshold_period=1, comparison_delta=None,
-               date_modified=TS, date_added=TS, monitor_type=0, description=None, owner=owner)
+    return row(
+        "sentry.alertrule",
+        pk,
+        organization=1,
+        snuba_query=None,
+        team=None,
+        user_id=None,
+        name=f"rule {pk}",
+        status=0,
+        threshold_type=0,
+        resolve_threshold=None,
+        threshold_period=1,
+        comparison_delta=None,
+        date_modified=TS,
+        date_added=TS,
+        monitor_type=0,
+        description=None,
+        owner=owner,
+    )
 
 
 def _rule(pk: int, owner: Any) -> dict:
-    return row("sentry.rule", pk, project=1, environment_id=None, label=f"rule {pk}",
-               data="{}", status=0, source=0, owner_user_id=None, owner_team=None,
-               date_added=TS, owner=owner)
+    return row(
+        "sentry.rule",
+        pk,
+        project=1,
+        environment_id=None,
+        label=f"rule {pk}",
+        data="{}",
+        status=0,
+        source=0,
+        owner_user_id=None,
+        owner_team=None,
+        date_added=TS,
+        owner=owner,
+    )
 
 
 def _actor(pk: int, user_id: Any = None, team: Any = None) -> dict:
@@ -93,84 +142,137 @@ ANCHOR = user(1, "anchor")
 #: (scope, flags, rows, the row the finding must name, words its reason must contain)
 WRONG_SHAPES = {
     "username_list_with_username_filter": (
-        "users", ["--filter-usernames", "anchor,alice"],
+        "users",
+        ["--filter-usernames", "anchor,alice"],
         [ANCHOR, user(2, ["alice"], email="alice@example.com")],
-        ("sentry.user", 2), ("username", "string", "['alice']"),
+        ("sentry.user", 2),
+        ("username", "string", "['alice']"),
     ),
     "username_object_with_username_filter": (
-        "users", ["--filter-usernames", "anchor,alice"],
+        "users",
+        ["--filter-usernames", "anchor,alice"],
         [ANCHOR, user(2, {"name": "alice"}, email="alice@example.com")],
-        ("sentry.user", 2), ("username", "string"),
+        ("sentry.user", 2),
+        ("username", "string"),
     ),
     "username_list_without_filter": (
-        "users", [],
+        "users",
+        [],
         [ANCHOR, user(2, ["alice"], email="alice@example.com")],
-        ("sentry.user", 2), ("username", "string"),
+        ("sentry.user", 2),
+        ("username", "string"),
     ),
     "user_email_object_with_username_filter": (
-        "users", ["--filter-usernames", "anchor,alice"],
+        "users",
+        ["--filter-usernames", "anchor,alice"],
         [ANCHOR, user(2, "alice", email={"address": "alice@example.com"})],
-        ("sentry.user", 2), ("email", "string"),
+        ("sentry.user", 2),
+        ("email", "string"),
     ),
     "email_list_with_username_filter": (
-        "users", ["--filter-usernames", "anchor"],
+        "users",
+        ["--filter-usernames", "anchor"],
         [ANCHOR, row("sentry.email", 1, email=["anchor@example.com"], date_added=TS)],
-        ("sentry.email", 1), ("email", "string"),
+        ("sentry.email", 1),
+        ("email", "string"),
     ),
     "org_slug_object_with_slug_filter": (
-        "organizations", ["--filter-org-slugs", "good"],
+        "organizations",
+        ["--filter-org-slugs", "good"],
         [ANCHOR, _org(1, {"slug": "good"}), _org(2, "good")],
-        ("sentry.organization", 1), ("slug", "string"),
+        ("sentry.organization", 1),
+        ("slug", "string"),
     ),
     "org_slug_list_with_slug_filter": (
-        "organizations", ["--filter-org-slugs", "good"],
+        "organizations",
+        ["--filter-org-slugs", "good"],
         [ANCHOR, _org(1, "good"), _org(2, ["good"])],
-        ("sentry.organization", 2), ("slug", "string"),
+        ("sentry.organization", 2),
+        ("slug", "string"),
     ),
     "member_organization_list_with_slug_filter": (
-        "organizations", ["--filter-org-slugs", "good"],
+        "organizations",
+        ["--filter-org-slugs", "good"],
         [ANCHOR, _org(1, "good"), _member(1, [1], 1)],
-        ("sentry.organizationmember", 1), ("organization", "integer"),
+        ("sentry.organizationmember", 1),
+        ("organization", "integer"),
     ),
     "rule_owner_list": (
-        "organizations", [],
+        "organizations",
+        [],
         [ANCHOR, _org(1, "good"), _actor(50, user_id=1), _rule(1, [50])],
-        ("sentry.rule", 1), ("owner", "integer"),
+        ("sentry.rule", 1),
+        ("owner", "integer"),
     ),
     "alertrule_owner_object": (
-        "organizations", [],
+        "organizations",
+        [],
         [ANCHOR, _org(1, "good"), _actor(50, user_id=1), _alertrule(1, {"id": 50})],
-        ("sentry.alertrule", 1), ("owner", "integer"),
+        ("sentry.alertrule", 1),
+        ("owner", "integer"),
     ),
     "actor_user_list_behind_an_owner": (
-        "organizations", [],
+        "organizations",
+        [],
         [ANCHOR, _org(1, "good"), _actor(50, user_id=[1]), _alertrule(1, 50)],
-        ("sentry.alertrule", 1), ("owner", "actor 50", "user_id"),
+        ("sentry.alertrule", 1),
+        ("owner", "actor 50", "user_id"),
     ),
     "actor_team_object_behind_an_owner": (
-        "organizations", [],
+        "organizations",
+        [],
         [ANCHOR, _org(1, "good"), _actor(51, team={"id": 3}), _rule(1, 51)],
-        ("sentry.rule", 1), ("owner", "actor 51", "team"),
+        ("sentry.rule", 1),
+        ("owner", "actor 51", "team"),
     ),
     "apitoken_application_list": (
-        "config", [],
+        "config",
+        [],
         [ANCHOR, apitoken(1, 1, "t" * 64, application=[1])],
-        ("sentry.apitoken", 1), ("application", "integer"),
+        ("sentry.apitoken", 1),
+        ("application", "integer"),
     ),
     "savedsearch_is_global_object": (
-        "organizations", [],
-        [ANCHOR, _org(1, "good"), row("sentry.savedsearch", 1, organization=1, type=0,
-                                       name="s", query="is:unresolved", is_global={"x": 1},
-                                       date_added=TS)],
-        ("sentry.savedsearch", 1), ("is_global", "boolean"),
+        "organizations",
+        [],
+        [
+            ANCHOR,
+            _org(1, "good"),
+            row(
+                "sentry.savedsearch",
+                1,
+                organization=1,
+                type=0,
+                name="s",
+                query="is:unresolved",
+                is_global={"x": 1},
+                date_added=TS,
+            ),
+        ],
+        ("sentry.savedsearch", 1),
+        ("is_global", "boolean"),
     ),
     "notificationaction_integration_list": (
-        "organizations", [],
-        [ANCHOR, _org(1, "good"), row("sentry.notificationaction", 1, organization=1,
-                                       integration_id=[7], sentry_app_id=None, type=0,
-                                       target_type=0, target_identifier=None,
-                                       target_display=None, trigger_type=0)],
-        ("sentry.notificationaction", 1), ("integration_id", "integer"),
+        "organizations",
+        [],
+        [
+            ANCHOR,
+            _org(1, "good"),
+            row(
+                "sentry.notificationaction",
+                1,
+                organization=1,
+                integration_id=[7],
+                sentry_app_id=None,
+                type=0,
+                target_type=0,
+                target_identifier=None,
+                target_display=None,
+                trigger_type=0,
+            ),
+        ],
+        ("sentry.notificationaction", 1),
+        ("integration_id", "integer"),
     ),
 }
 
@@ -179,12 +281,19 @@ WRONG_SHAPES = {
 def test_16_04_wrong_shape_is_a_finding(db_dsn, tmp_path, case):
     scope, flags, rows, (model, ordinal), words = WRONG_SHAPES[case]
     findings = tmp_path / "findings.json"
-    run = import_export(db_dsn, scope, write_export(tmp_path / "e.json", rows),
-                        "--findings-file", str(findings), *flags)
+    run = import_export(
+        db_dsn,
+        scope,
+        write_export(tmp_path / "e.json", rows),
+        "--findings-file",
+        str(findings),
+        *flags,
+    )
     assert run.code == 1, run.err
     assert "Traceback" not in run.err
-    named = [f for f in _findings(findings)
-             if (f["on"]["model"], f["on"]["ordinal"]) == (model, ordinal)]
+    named = [
+        f for f in _findings(findings) if (f["on"]["model"], f["on"]["ordinal"]) == (model, ordinal)
+    ]
     assert named, _findings(findings)
     assert named[0]["kind"] == "ValidationError"
     assert all(w.lower() in named[0]["reason"].lower() for w in words), named[0]["reason"]
@@ -193,14 +302,28 @@ def test_16_04_wrong_shape_is_a_finding(db_dsn, tmp_path, case):
 
 def test_16_04_well_shaped_owners_and_filters_still_resolve(db_dsn, tmp_path):
     """The shape checks do not change what well-formed values do."""
-    rows = [ANCHOR, user(2, "alice"), _org(1, "good"), _org(2, "other"),
-            _member(1, 1, 2), _member(2, 2, 1), _actor(50, user_id=2), _alertrule(1, 50)]
-    run = import_export(db_dsn, "organizations", write_export(tmp_path / "e.json", rows),
-                        "--filter-org-slugs", "good")
+    rows = [
+        ANCHOR,
+        user(2, "alice"),
+        _org(1, "good"),
+        _org(2, "other"),
+        _member(1, 1, 2),
+        _member(2, 2, 1),
+        _actor(50, user_id=2),
+        _alertrule(1, 50),
+    ]
+    run = import_export(
+        db_dsn,
+        "organizations",
+        write_export(tmp_path / "e.json", rows),
+        "--filter-org-slugs",
+        "good",
+    )
     assert run.code == 0, run.err
     assert query(db_dsn, "SELECT slug FROM sentry_organization") == [("good",)]
-    assert query(db_dsn, "SELECT u.username FROM sentry_alertrule a "
-                         "JOIN auth_user u ON u.id = a.user_id") == [("alice",)]
+    assert query(
+        db_dsn, "SELECT u.username FROM sentry_alertrule a JOIN auth_user u ON u.id = a.user_id"
+    ) == [("alice",)]
 
 
 # ------------------------------------------------------------------------------------------
@@ -233,36 +356,61 @@ SECRET_COLLISIONS = {
     "token_taken": dict(token=T1, hashed_token=_sha256(T1)),
     "token_taken_hash_missing": dict(token=T1, hashed_token=None),
     "refresh_token_taken": dict(
-        token=T2, hashed_token=_sha256(T2), refresh_token=R1, hashed_refresh_token=_sha256(R1)),
+        token=T2, hashed_token=_sha256(T2), refresh_token=R1, hashed_refresh_token=_sha256(R1)
+    ),
     "refresh_null_hashed_refresh_taken": dict(
-        token=T2, hashed_token=_sha256(T2), refresh_token=None,
-        hashed_refresh_token=_sha256(R1)),
+        token=T2, hashed_token=_sha256(T2), refresh_token=None, hashed_refresh_token=_sha256(R1)
+    ),
     "refresh_absent_hashed_refresh_taken": dict(
-        token=T2, hashed_token=_sha256(T2), refresh_token=_ABSENT,
-        hashed_refresh_token=_sha256(R1)),
+        token=T2, hashed_token=_sha256(T2), refresh_token=_ABSENT, hashed_refresh_token=_sha256(R1)
+    ),
     "refresh_new_hashed_refresh_taken": dict(
-        token=T2, hashed_token=_sha256(T2), refresh_token=R2,
-        hashed_refresh_token=_sha256(R1)),
+        token=T2, hashed_token=_sha256(T2), refresh_token=R2, hashed_refresh_token=_sha256(R1)
+    ),
 }
 
 UNIQUE_SECRETS = ("token", "hashed_token", "refresh_token", "hashed_refresh_token")
 
 
+@pytest.fixture(scope="module")
+def first_token_imported(database_from, tmp_path_factory):
+    """A target holding the first import's token (imported once; each case gets a copy)."""
+    first = _token(
+        1,
+        token=T1,
+        hashed_token=_sha256(T1),
+        refresh_token=R1,
+        hashed_refresh_token=_sha256(R1),
+        expires_at="2030-01-01T00:00:00Z",
+    )
+    src = write_export(tmp_path_factory.mktemp("first") / "1.json", [ANCHOR, first])
+    with database_from(None, prefix="first_token") as dsn:
+        run = import_export(dsn, "config", src)
+        assert run.code == 0, run.err
+        yield dsn
+
+
 @pytest.mark.parametrize("case", sorted(SECRET_COLLISIONS))
 def test_16_05_every_unique_secret_column_goes_through_the_collision_rule(
-    db_dsn, tmp_path, case
+    first_token_imported, database_from, tmp_path, case
 ):
-    first = _token(1, token=T1, hashed_token=_sha256(T1), refresh_token=R1,
-                   hashed_refresh_token=_sha256(R1), expires_at="2030-01-01T00:00:00Z")
-    run = import_export(db_dsn, "config", write_export(tmp_path / "1.json", [ANCHOR, first]))
-    assert run.code == 0, run.err
+    with database_from(first_token_imported) as db_dsn:
+        _second_token_import(db_dsn, tmp_path, case)
+
+
+def _second_token_import(db_dsn: str, tmp_path: Path, case: str) -> None:
     columns = ", ".join(("id", *UNIQUE_SECRETS, "token_last_characters"))
     (before,) = query(db_dsn, f"SELECT {columns} FROM sentry_apitoken")
 
     second = _token(1, expires_at="2030-01-01T00:00:00Z", **SECRET_COLLISIONS[case])
     findings = tmp_path / "findings.json"
-    run = import_export(db_dsn, "config", write_export(tmp_path / "2.json", [ANCHOR, second]),
-                        "--findings-file", str(findings))
+    run = import_export(
+        db_dsn,
+        "config",
+        write_export(tmp_path / "2.json", [ANCHOR, second]),
+        "--findings-file",
+        str(findings),
+    )
     assert run.code == 0, run.err
     assert _findings(findings) == []
 
@@ -279,12 +427,15 @@ def test_16_05_every_unique_secret_column_goes_through_the_collision_rule(
 
 
 def test_16_05_tokens_without_collision_keep_their_values(db_dsn, tmp_path):
-    token = _token(1, token=T2, hashed_token=_sha256(T2), refresh_token=R2,
-                   hashed_refresh_token=_sha256(R2))
+    token = _token(
+        1, token=T2, hashed_token=_sha256(T2), refresh_token=R2, hashed_refresh_token=_sha256(R2)
+    )
     run = import_export(db_dsn, "config", write_export(tmp_path / "1.json", [ANCHOR, token]))
     assert run.code == 0, run.err
-    assert query(db_dsn, "SELECT token, hashed_token, refresh_token, hashed_refresh_token "
-                         "FROM sentry_apitoken") == [(T2, _sha256(T2), R2, _sha256(R2))]
+    assert query(
+        db_dsn,
+        "SELECT token, hashed_token, refresh_token, hashed_refresh_token FROM sentry_apitoken",
+    ) == [(T2, _sha256(T2), R2, _sha256(R2))]
 
 
 # ------------------------------------------------------------------------------------------
@@ -292,8 +443,24 @@ def test_16_05_tokens_without_collision_keep_their_values(db_dsn, tmp_path):
 
 #: Characters a terminal acts on: C0 (ESC, CR, BEL, backspace), DEL, C1 (CSI), bidi
 #: overrides and isolates, line/paragraph separators, a lone surrogate.
-HOSTILE_CHARS = ("\x1b", "\r", "\x07", "\x08", "\x7f", "\x9b", "\x85", "\u202e", "\u2066",
-                 "\u200f", "\u2028", "\u2029", "\ud800", "\x00", "\n", "\t")
+HOSTILE_CHARS = (
+    "\x1b",
+    "\r",
+    "\x07",
+    "\x08",
+    "\x7f",
+    "\x9b",
+    "\x85",
+    "\u202e",
+    "\u2066",
+    "\u200f",
+    "\u2028",
+    "\u2029",
+    "\ud800",
+    "\x00",
+    "\n",
+    "\t",
+)
 
 
 @pytest.mark.parametrize("char", HOSTILE_CHARS, ids=[f"U+{ord(c):04X}" for c in HOSTILE_CHARS])
@@ -316,8 +483,15 @@ def test_16_11_log_lines_are_escaped():
     from relocate.cli.terminal import SafeFormatter
 
     formatter = SafeFormatter("%(message)s")
-    record = logging.LogRecord("relocate.write", logging.WARNING, __file__, 1,
-                               "batch of %s failed (%s)", ("x\x1b[2Jy", "a\nFAKE\u202e"), None)
+    record = logging.LogRecord(
+        "relocate.write",
+        logging.WARNING,
+        __file__,
+        1,
+        "batch of %s failed (%s)",
+        ("x\x1b[2Jy", "a\nFAKE\u202e"),
+        None,
+    )
     line = formatter.format(record)
     assert "\n" not in line and "\x1b" not in line and "\u202e" not in line
     assert "\\x1b[2J" in line and "\\n" in line
@@ -340,9 +514,13 @@ def _private_key(path: Path) -> Path:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return path
 
 
@@ -354,8 +532,15 @@ def test_16_11_tarball_member_names_are_escaped_in_errors(db_dsn, tmp_path, caps
         run = import_export(db_dsn, "users", tarball, "--decrypt-with", str(key))
         code, err = run.code, run.err
     else:
-        code = run_cli("backup", "decrypt", str(tmp_path / "out.json"), "--src", str(tarball),
-                       "--decrypt-with", str(key)).code
+        code = run_cli(
+            "backup",
+            "decrypt",
+            str(tmp_path / "out.json"),
+            "--src",
+            str(tarball),
+            "--decrypt-with",
+            str(key),
+        ).code
         err = capsys.readouterr().err
     assert code == 1, err
     # (The import's one-line error keeps the first line of the message: up to the newline.)
@@ -382,8 +567,9 @@ def _assert_terminal_clean(err: str) -> None:
 def test_16_11_model_names_are_escaped_in_summary_and_skip_lines(db_dsn, tmp_path):
     rows = [ANCHOR, *(row(m, i, username="x") for i, m in enumerate(EVIL_MODELS, 1))]
     report = tmp_path / "report.json"
-    run = import_export(db_dsn, "users", write_export(tmp_path / "e.json", rows),
-                        "--report-file", str(report))
+    run = import_export(
+        db_dsn, "users", write_export(tmp_path / "e.json", rows), "--report-file", str(report)
+    )
     assert run.code == 0, run.err
     _assert_terminal_clean(run.err)
     assert "sentry.\\x1b[31mred\\x1b[0m" in run.err
@@ -397,11 +583,15 @@ def test_16_11_model_names_are_escaped_in_summary_and_skip_lines(db_dsn, tmp_pat
 
 def test_16_11_findings_are_escaped_on_stderr_and_exact_in_the_file(db_dsn, tmp_path):
     evil = "\x1b]0;pwned\x07\x1b[2J\nFAKE line\u202e"
-    rows = [ANCHOR, useroption(1, 1, "timezone", json.dumps(evil)),
-            {"model": EVIL_MODELS[0], "pk": "not-a-pk", "fields": {}}]
+    rows = [
+        ANCHOR,
+        useroption(1, 1, "timezone", json.dumps(evil)),
+        {"model": EVIL_MODELS[0], "pk": "not-a-pk", "fields": {}},
+    ]
     findings = tmp_path / "findings.json"
-    run = import_export(db_dsn, "users", write_export(tmp_path / "e.json", rows),
-                        "--findings-file", str(findings))
+    run = import_export(
+        db_dsn, "users", write_export(tmp_path / "e.json", rows), "--findings-file", str(findings)
+    )
     assert run.code == 1, run.err
     _assert_terminal_clean(run.err)
     assert not any(line.startswith("FAKE line") for line in run.err.splitlines())
@@ -426,8 +616,7 @@ IMPORT_NUMERIC = ("--batch-size", "--max-db-connections")
 def test_16_12_import_refuses_numbers_below_one(tmp_path, scope, flag, value):
     src = write_export(tmp_path / "e.json", [ANCHOR])
     with pytest.raises(SystemExit) as exit_:
-        run_cli("import", scope, str(src), "--dsn", "dbname=nowhere", "--no-prompt",
-                flag, value)
+        run_cli("import", scope, str(src), "--dsn", "dbname=nowhere", "--no-prompt", flag, value)
     assert exit_.value.code == 2
 
 
@@ -512,21 +701,42 @@ def test_16_13_ctrl_c_prints_one_line_and_the_import_resumes(db_dsn, tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(err_path, "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "relocate.cli.main", "import", "organizations",
-             str(export), "--dsn", db_dsn, "--no-prompt"],
-            stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env=env,
+            [
+                sys.executable,
+                "-m",
+                "relocate.cli.main",
+                "import",
+                "organizations",
+                str(export),
+                "--dsn",
+                db_dsn,
+                "--no-prompt",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=REPO,
+            env=env,
         )
     try:
         line = _wait_for(
-            lambda: next((x for x in err_path.read_text().splitlines()
-                          if x.startswith("Import UUID: ")), None),
-            120, "the import UUID line",
+            lambda: next(
+                (x for x in err_path.read_text().splitlines() if x.startswith("Import UUID: ")),
+                None,
+            ),
+            120,
+            "the import UUID line",
         )
         import_uuid = line.split(": ", 1)[1].strip()
         # Mid-import: the first rows are in the ledger.
-        _wait_for(lambda: scalar(db_dsn, "SELECT count(*) FROM relocate_pk_map WHERE "
-                                         "import_uuid = %s", (import_uuid,)),
-                  300, "the first committed rows")
+        _wait_for(
+            lambda: scalar(
+                db_dsn,
+                "SELECT count(*) FROM relocate_pk_map WHERE import_uuid = %s",
+                (import_uuid,),
+            ),
+            300,
+            "the first committed rows",
+        )
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=120)
     finally:
@@ -543,8 +753,15 @@ def test_16_13_ctrl_c_prints_one_line_and_the_import_resumes(db_dsn, tmp_path):
     assert interrupted[0] == err.rstrip("\n").splitlines()[-1]  # the last thing said
 
     findings = tmp_path / "findings.json"
-    resumed = import_export(db_dsn, "organizations", export, "--import-uuid", import_uuid,
-                            "--findings-file", str(findings))
+    resumed = import_export(
+        db_dsn,
+        "organizations",
+        export,
+        "--import-uuid",
+        import_uuid,
+        "--findings-file",
+        str(findings),
+    )
     assert resumed.code == 0, resumed.err
     assert _findings(findings) == []
     rows = json.loads(export.read_text())
@@ -552,5 +769,7 @@ def test_16_13_ctrl_c_prints_one_line_and_the_import_resumes(db_dsn, tmp_path):
     orgs = sum(r["model"] == "sentry.organization" for r in rows)
     assert scalar(db_dsn, "SELECT count(*) FROM auth_user") == users
     assert scalar(db_dsn, "SELECT count(*) FROM sentry_organization") == orgs
-    assert scalar(db_dsn, "SELECT status FROM relocate_import WHERE import_uuid = %s",
-                  (import_uuid,)) == "done"
+    assert (
+        scalar(db_dsn, "SELECT status FROM relocate_import WHERE import_uuid = %s", (import_uuid,))
+        == "done"
+    )

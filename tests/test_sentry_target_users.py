@@ -15,7 +15,10 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
+from relocate.logic.convert import Converted, RowInvalid
 from relocate.logic.rules.common import SUFFIX_ALPHABET, first_free, unique_candidates
+from relocate.logic.rules.users import UserOptionHandler
+from relocate.logic.settings import ImportSettings
 
 from .helpers import (
     TS,
@@ -449,22 +452,45 @@ USER_OPTIONS = [
 
 
 @pytest.mark.parametrize("key, value, problem", USER_OPTIONS)
-def test_13_10_user_option_validation(db_dsn, tmp_path, key, value, problem):
+def test_13_10_user_option_validation(key, value, problem):
     """``UserOption.write_relocation_import`` (src/sentry/users/models/user_option.py)
     validates ``{key: value}`` with ``UserOptionsSerializer``
     (src/sentry/users/api/endpoints/user_details.py): ``language``, ``timezone`` and
-    ``theme`` are ChoiceFields; the other stored keys meet no (camelCase) field."""
-    rows = [user(1, "opt"), useroption(5, 1, key, value)]
-    run, findings = run_with_findings(db_dsn, "users", rows, tmp_path)
+    ``theme`` are ChoiceFields; the other stored keys meet no (camelCase) field. The rule
+    as a plain function; the two imports below show it at work."""
+    option = Converted("sentry.useroption", 1, 5, {"user_id": 1, "key": key, "value": value})
+    settings = ImportSettings(scope="users", import_uuid="u", run_id="r", dsn="")
     if problem is None:
-        assert run.code == 0, run.err
-        assert query(db_dsn, "SELECT key, value FROM sentry_useroption") == [(key, value)]
+        UserOptionHandler().validate(option, settings)
         return
+    with pytest.raises(RowInvalid) as raised:
+        UserOptionHandler().validate(option, settings)
+    assert f"'{key}': ['{problem}']" in str(raised.value)
+
+
+def test_13_10_valid_user_options_import(db_dsn, tmp_path):
+    valid = [(k, v) for k, v, problem in USER_OPTIONS if problem is None]
+    # A user each: a second global option of one user and key would be dropped (13.10).
+    rows = [user(1 + i, f"opt{i}") for i in range(len(valid))]
+    rows += [useroption(5 + i, 1 + i, k, v) for i, (k, v) in enumerate(valid)]
+    run, findings = run_with_findings(db_dsn, "users", rows, tmp_path)
+    assert run.code == 0, run.err
+    assert findings == []
+    stored = query(db_dsn, "SELECT key, value FROM sentry_useroption ORDER BY id")
+    assert stored == valid
+
+
+def test_13_10_invalid_user_options_are_findings(db_dsn, tmp_path):
+    invalid = [(k, v, p) for k, v, p in USER_OPTIONS if p is not None]
+    rows = [user(1, "opt")] + [useroption(5 + i, 1, k, v) for i, (k, v, _) in enumerate(invalid)]
+    run, findings = run_with_findings(db_dsn, "users", rows, tmp_path)
     assert run.code == 1
-    (finding,) = findings
-    assert (finding["kind"], finding["on"]["model"], finding["left_pk"]) == (
-        "ValidationError", "sentry.useroption", 5)  # fmt: skip
-    assert f"'{key}': ['{problem}']" in finding["reason"]
+    by_pk = {f["left_pk"]: f for f in findings}
+    assert sorted(by_pk) == [5 + i for i in range(len(invalid))]
+    for i, (key, _, problem) in enumerate(invalid):
+        finding = by_pk[5 + i]
+        assert (finding["kind"], finding["on"]["model"]) == ("ValidationError", "sentry.useroption")
+        assert f"'{key}': ['{problem}']" in finding["reason"]
     assert count(db_dsn, "auth_user") == 0
 
 
