@@ -25,6 +25,7 @@ def embedded_dir(monkeypatch):
     shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_import_without_dsn_uses_the_embedded_cluster(embedded_dir, fixtures_dir):
     run = run_cli("import", "config", str(fixtures_dir / "fresh-install.json"), "--no-prompt")
     assert run.code == 0, run.err

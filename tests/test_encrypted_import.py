@@ -330,11 +330,20 @@ def import_with_findings(
     return import_export(dsn, scope, src, "--findings-file", str(findings), *flags)
 
 
+SLOW = pytest.mark.slow
+
 # --- Behaviour 21: every scope, local key and KMS, same database as the plain file ---------
 
 
-@pytest.mark.parametrize("method", ["local", "kms"])
-@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize(
+    "scope, method",
+    [
+        # The inner loop (-m "not slow") keeps one case; CI runs every scope and method.
+        pytest.param(scope, method, marks=() if (scope, method) == ("users", "local") else SLOW)
+        for method in ("local", "kms")
+        for scope in SCOPES
+    ],
+)
 def test_encrypted_export_imports_like_the_plain_one(
     scope: str,
     method: str,

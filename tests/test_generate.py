@@ -285,6 +285,7 @@ def _check_import(dsn: str, scope: str, path: Path, registry: Registry,
         assert count(dsn, names[model]) == expected, (scope, model)
 
 
+@pytest.mark.slow
 def test_small_export_imports_in_organizations_scope(
     db_dsn: str, tmp_path: Path, registry: Registry, tables: dict[str, Any]
 ) -> None:
@@ -304,6 +305,7 @@ def test_small_shuffled_export_imports_in_config_scope(
     assert count(db_dsn, "sentry_option") == 12
 
 
+@pytest.mark.slow
 def test_small_export_imports_in_global_scope(
     db_dsn: str, tmp_path: Path, registry: Registry, tables: dict[str, Any]
 ) -> None:

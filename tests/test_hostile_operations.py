@@ -37,6 +37,9 @@ from relocate.schemas.registry import Registry
 from .helpers import count, import_export, option, query, run_cli, scalar, user, write_export
 from .test_output_files import SCHEME, DirectoryFileSystem
 
+# Concurrent imports, rollbacks and wipes: several imports each; CI runs them.
+pytestmark = pytest.mark.slow
+
 SNAPSHOT = Path("release-snapshots") / "test_at_24_7_0.json"
 _SCRIPT = Path(sys.executable).parent / "relocate"
 RELOCATE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "relocate.cli.main"]

@@ -37,7 +37,8 @@ FOUR_USERS = (
     "user-with-superadmin-no-roles.json",
 )
 
-pytestmark = pytest.mark.acceptance
+# End to end, one import or more each: CI runs them (twice: on PostgreSQL 18 and 15).
+pytestmark = [pytest.mark.acceptance, pytest.mark.slow]
 
 
 def org(pk, slug, name=None, status=0):

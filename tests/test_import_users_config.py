@@ -40,7 +40,8 @@ FOUR_USERS = (
     "user-with-superadmin-no-roles.json",
 )
 
-pytestmark = pytest.mark.acceptance
+# End to end, one import or more each: CI runs them (twice: on PostgreSQL 18 and 15).
+pytestmark = [pytest.mark.acceptance, pytest.mark.slow]
 
 
 @pytest.fixture

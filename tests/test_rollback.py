@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .helpers import (
     import_export,
     load_fixture,
@@ -11,6 +13,9 @@ from .helpers import (
     user,
     write_export,
 )
+
+# Import, change, roll back: several imports each; CI runs them.
+pytestmark = pytest.mark.slow
 
 TABLES = (
     "auth_user", "sentry_email", "sentry_useremail", "sentry_lostpasswordhash",

@@ -32,6 +32,9 @@ from .helpers import (
     write_export,
 )
 
+# End to end, one import or more each: CI runs them (twice: on PostgreSQL 18 and 15).
+pytestmark = [pytest.mark.acceptance, pytest.mark.slow]
+
 TS = "2023-06-22T22:59:55.488Z"
 
 

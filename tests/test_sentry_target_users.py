@@ -37,7 +37,8 @@ from .helpers import (
     write_export,
 )
 
-pytestmark = pytest.mark.acceptance
+# End to end, one import or more each: CI runs them (twice: on PostgreSQL 18 and 15).
+pytestmark = [pytest.mark.acceptance, pytest.mark.slow]
 
 
 def org(pk: int, slug: str) -> dict:
