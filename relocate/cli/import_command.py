@@ -25,6 +25,7 @@ from relocate.cli.summary import (
     print_skips,
     print_summary,
 )
+from relocate.cli.verify_command import decryption_from_args, run_verify
 
 GLOBAL_PROMPT = (
     "Proceeding with this operation will irrecoverably delete all existing low-volume "
@@ -96,6 +97,11 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
                 "--detach cannot read the export from standard input (the job outlives "
                 "this process): give a file or a gs:// URI"
             )
+        if args.verify and (args.src == "-" or args.detach):
+            raise UsageError(
+                "--verify reads the export again once the import has ended: give a file "
+                "or a gs:// URI, and do not --detach"
+            )
         if args.src == "-" and scope == "global" and not args.no_prompt:
             raise UsageError(
                 "reading the export from standard input needs --no-prompt "
@@ -117,13 +123,7 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
             if not answer:
                 print("Import cancelled.", file=err)
                 return 0
-        decryption = None
-        if args.decrypt_with or args.decrypt_with_gcp_kms:
-            from relocate.io.crypto import DecryptionSpec
-
-            decryption = DecryptionSpec.from_flags(
-                args.decrypt_with, args.decrypt_with_gcp_kms, args.gcp_kms_endpoint
-            )
+        decryption = decryption_from_args(args)
         import_uuid = parse_import_uuid(args.import_uuid)
         with ExitStack() as stack:
             if target is None:
@@ -172,6 +172,8 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
             print_summary(summary, err)
             print_skips(summary, err)
             print_followups(summary, err)
+        if args.verify and exit_code == 0:
+            return run_verify(args, args.src, import_uuid, decryption, err, err)
         return exit_code
     finally:
         if findings_file is not None:

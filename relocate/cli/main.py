@@ -19,6 +19,7 @@ from relocate.cli.common import INTERRUPTED, UsageError, was_interrupted
 from relocate.cli.import_command import run_import
 from relocate.cli.parser import SCOPES, build_parser
 from relocate.cli.terminal import SafeFormatter, terminal_safe
+from relocate.cli.verify_command import verify_command
 
 __all__ = ["SCOPES", "main"]
 
@@ -46,6 +47,8 @@ def main(
             return local_db_command(args, out, err)
         if args.command == "rollback":
             return rollback_command(args, out, err)
+        if args.command == "verify":
+            return verify_command(args, out, err)
         return args.func(args)
     except KeyboardInterrupt:  # Ctrl-C anywhere else (an import says more itself)
         print("Interrupted.", file=err, flush=True)

@@ -20,6 +20,13 @@ def region_name(text: str) -> str:
     return text
 
 
+def add_decryption_args(parser: argparse.ArgumentParser) -> None:
+    """The flags of an encrypted export (``relocate import`` and ``relocate verify``)."""
+    parser.add_argument("--decrypt-with", metavar="PRIVATE_KEY.pem")
+    parser.add_argument("--decrypt-with-gcp-kms", metavar="CONFIG.json")
+    parser.add_argument("--gcp-kms-endpoint", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relocate",
@@ -40,9 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--import-uuid",
             help="identity of the import (random when absent); rerun with the same value to resume",
         )
-        p.add_argument("--decrypt-with", metavar="PRIVATE_KEY.pem")
-        p.add_argument("--decrypt-with-gcp-kms", metavar="CONFIG.json")
-        p.add_argument("--gcp-kms-endpoint", help=argparse.SUPPRESS)
+        add_decryption_args(p)
         p.add_argument("--findings-file", metavar="FILE")
         p.add_argument(
             "--report-file",
@@ -66,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
             "(default: no cap)",
         )
         p.add_argument("--inject-fault", help=argparse.SUPPRESS)
+        p.add_argument(
+            "--verify",
+            action="store_true",
+            help="after a successful import, run `relocate verify` on it (exit 1 when it fails)",
+        )
         if scope != "global":
             p.add_argument("--merge-users", action="store_true")
         if scope == "users":
@@ -104,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollback.add_argument("--import-uuid", required=True)
     add_target_args(rollback)
+
+    verify = sub.add_parser(
+        "verify", help="check that the target holds an export as one import wrote it"
+    )
+    verify.add_argument("src", metavar="SRC", help="export file, gs:// URI, or - for stdin")
+    verify.add_argument("--import-uuid", required=True, help="the import that wrote SRC")
+    add_decryption_args(verify)
+    add_target_args(verify)
 
     from relocate.generate import register as register_generate
 
