@@ -2,10 +2,11 @@
 
 The session starts its own cluster (``LocalCluster``, as the ``postgres`` user when the
 tests run as root), builds a template database with the whole target schema once, and
-clones it for every test that asks for ``db_dsn`` (CREATE DATABASE ... TEMPLATE: about
-0.3 s once the server has work behind it; the file-copy strategy was slower, its
-checkpoint writing what earlier tests left dirty). The server is stopped at the end, also on failure.
-``TEST_PG_DSN`` points the suite at an existing server instead.
+clones it for every test that asks for ``db_dsn``. A clone (CREATE DATABASE ... TEMPLATE)
+costs the server about 0.3 s once earlier tests have left it work, so a thread makes the
+next ones while a test runs (``tests/dbpool.py``); the file-copy strategy was slower, its
+checkpoint writing what earlier tests left dirty. The server is stopped at the end, also
+on failure. ``TEST_PG_DSN`` points the suite at an existing server instead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import psycopg
 import pytest
 
 from relocate.db.localpg import LocalCluster
+
+from .dbpool import DatabasePool
 
 _SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 #: Sentry's backup fixtures (getsentry/sentry's ``fixtures/backup/`` with its release
@@ -167,15 +170,31 @@ def empty_db_dsn(pg_server: str) -> Iterator[str]:
         yield dsn
 
 
+@pytest.fixture(scope="session")
+def schema_databases(pg_server: str, template_dsn: str) -> Iterator[DatabasePool]:
+    """Clones of the template, made ahead of need (``tests/dbpool.py``)."""
+    pool = DatabasePool(pg_server, TEMPLATE_DB, "t")
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @pytest.fixture
-def db_dsn(pg_server: str, template_dsn: str) -> Iterator[str]:
+def db_dsn(schema_databases: DatabasePool) -> Iterator[str]:
     """A fresh database with the whole target schema, cloned from the template."""
-    with _database(pg_server, "t", TEMPLATE_DB) as dsn:
+    dsn = schema_databases.take()
+    try:
         yield dsn
+    finally:
+        schema_databases.give_back(dsn)
 
 
 @pytest.fixture
-def another_db_dsn(pg_server: str, template_dsn: str) -> Iterator[str]:
+def another_db_dsn(schema_databases: DatabasePool) -> Iterator[str]:
     """A second fresh database with the whole target schema (to compare two runs)."""
-    with _database(pg_server, "t2", TEMPLATE_DB) as dsn:
+    dsn = schema_databases.take()
+    try:
         yield dsn
+    finally:
+        schema_databases.give_back(dsn)
