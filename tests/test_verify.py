@@ -395,3 +395,22 @@ def test_field_map_is_the_imports():
     from relocate.db.verify import field_map
 
     assert field_map() == imports()
+
+
+def test_json_equality_tells_booleans_from_numbers():
+    from relocate.logic.verify import same_value
+
+    assert same_value({"a": [1, 2.5, None, "x"]}, {"a": [1.0, 2.5, None, "x"]}, "json")
+    assert not same_value({"a": True}, {"a": 1}, "json")
+    assert not same_value({"a": 1}, {"a": "1"}, "json")
+    assert not same_value({"a": 1}, {"a": 1, "b": 2}, "json")
+    assert same_value(
+        "2023-06-22T22:59:55.488Z", _utc(2023, 6, 22, 22, 59, 55, 488000), "timestamp"
+    )
+    assert not same_value("2023-06-22T22:59:55Z", _utc(2023, 6, 22, 22, 59, 56), "timestamp")
+
+
+def _utc(*parts: int):
+    from datetime import datetime, timezone
+
+    return datetime(*parts, tzinfo=timezone.utc)

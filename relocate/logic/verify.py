@@ -187,6 +187,30 @@ def same_value(expected: Any, found: Any, kind: str) -> bool:
             if isinstance(found, Decimal):
                 return Decimal(str(expected)) == found
             return float(expected) == float(found)
+        if kind == "json":
+            return same_json(expected, found)
     except (ValueError, TypeError, ArithmeticError):
         return False
     return expected == found
+
+
+def same_json(expected: Any, found: Any) -> bool:
+    """JSON equality as JSON sees it: numbers by value (jsonb may print ``1e2`` as
+    ``100``), but a boolean is no number (Python's ``True == 1`` would hide a change)."""
+    if isinstance(expected, bool) or isinstance(found, bool):
+        return isinstance(expected, bool) and isinstance(found, bool) and expected == found
+    if isinstance(expected, dict):
+        return (
+            isinstance(found, dict)
+            and expected.keys() == found.keys()
+            and all(same_json(v, found[k]) for k, v in expected.items())
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(found, list)
+            and len(expected) == len(found)
+            and all(same_json(e, f) for e, f in zip(expected, found))
+        )
+    if isinstance(expected, str) or isinstance(found, str):
+        return isinstance(expected, str) and isinstance(found, str) and expected == found
+    return expected == found  # numbers by value; None
