@@ -30,7 +30,8 @@ from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from relocate.beam.pipeline import ImportOutputs, ImportPlan, build
-from relocate.beam.run import field_map, prepare_target
+from relocate.beam.run import prepare_target
+from relocate.db.ddl import field_map
 from relocate.logic.convert import build_layouts
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry

@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from relocate.beam.pipeline import ImportOutputs, ImportPlan, build
 from relocate.db.catalog import read_catalog
 from relocate.db.constraints import drop_run_staging, plan_constraints
-from relocate.db.ddl import load_tables
+from relocate.db.ddl import field_map
 from relocate.db.finish import ImportSummary, conclude_import
 from relocate.db.imports import holding_liveness, register_import, require_schema
 from relocate.db.ledger import LEDGER_DDL
@@ -21,14 +21,6 @@ from relocate.logic.convert import build_layouts
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
 from relocate.schemas.removed import REMOVED_MODELS
-
-
-def field_map() -> dict[str, dict[str, str]]:
-    """model -> {export field: column}, from the packaged schema."""
-    return {
-        model: {c["field"]: c["column"] for c in entry["columns"]}
-        for model, entry in load_tables()["tables"].items()
-    }
 
 
 def prepare_target(

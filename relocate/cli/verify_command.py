@@ -61,8 +61,9 @@ def run_verify(
     each problem and the per-model counts to ``out``; returns the exit status."""
     import psycopg
 
+    from relocate.db.ddl import field_map
     from relocate.db.target import Target, connect
-    from relocate.db.verify import VerifyError, field_map, open_export, verify_import
+    from relocate.db.verify import VerifyError, open_export, verify_import
     from relocate.logic.rules import build_handlers
     from relocate.schemas.registry import Registry
 

@@ -36,6 +36,14 @@ def load_tables() -> dict[str, Any]:
     return json.loads(text)
 
 
+def field_map() -> dict[str, dict[str, str]]:
+    """model -> {export field: column}, from the packaged schema."""
+    return {
+        model: {c["field"]: c["column"] for c in entry["columns"]}
+        for model, entry in load_tables()["tables"].items()
+    }
+
+
 @dataclass(frozen=True)
 class _Statement:
     """One DDL statement; ``constraint`` is (table, name) when it adds a named constraint."""

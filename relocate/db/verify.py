@@ -142,7 +142,7 @@ def verify_import(
         rows: the export, streamed (``iter_export``).
         import_uuid: the import (32 hex digits).
         registry: the model registry.
-        field_map: model -> {export field: column} (``relocate.beam.run.field_map``).
+        field_map: model -> {export field: column} (``relocate.db.ddl.field_map``).
         handlers: the import's per-model handlers (for ``null_when_missing``).
         report: called with each problem, as it is found.
         batch_rows: rows of one model checked together.
@@ -409,17 +409,6 @@ class _Checker:
                         f"ledger: {kind} as id {new_pk}",
                     ),
                 )
-
-
-def field_map() -> dict[str, dict[str, str]]:
-    """model -> {export field: column}, from the packaged schema: what
-    ``relocate.beam.run.field_map`` gives the import, without importing Beam."""
-    from relocate.db.ddl import load_tables
-
-    return {
-        model: {c["field"]: c["column"] for c in entry["columns"]}
-        for model, entry in load_tables()["tables"].items()
-    }
 
 
 def _as_reported(text: str, limit: int) -> str:
