@@ -63,8 +63,52 @@ def load_fixture(fixtures_dir: Path, *names: str) -> list[dict]:
     return rows
 
 
+def write_rsa_key(directory: Path) -> tuple[Path, bytes]:
+    """A fresh 2048-bit RSA key: its private PEM written to ``directory/private.pem``,
+    and its public PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = directory / "private.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
+
+
 def row(model: str, pk: int, **fields: Any) -> dict:
     return {"model": model, "pk": pk, "fields": fields}
+
+
+def member(
+    pk: int, org_pk: int, user_pk: int | None, email: str | None = None, **fields: Any
+) -> dict:
+    """A ``sentry.organizationmember`` row; ``fields`` override the defaults."""
+    base = dict(
+        organization=org_pk,
+        user_id=user_pk,
+        email=email,
+        role="member",
+        flags="0",
+        token=None,
+        date_added=TS,
+        token_expires_at=None,
+        has_global_access=True,
+        inviter_id=None,
+        invite_status=0,
+        type=50,
+        user_is_active=True,
+        user_email=None,
+    )
+    return row("sentry.organizationmember", pk, **{**base, **fields})
 
 
 def user(pk: int, username: str, email: str | None = None, **fields: Any) -> dict:

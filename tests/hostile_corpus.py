@@ -29,6 +29,7 @@ import psycopg
 from .helpers import (
     IMPORTED_PASSWORD,
     TS,
+    member,
     option,
     query,
     row,
@@ -396,27 +397,6 @@ def _org(pk: int, slug: str) -> dict:
         default_role="member",
         flags="1",
         is_test=False,
-    )
-
-
-def _member(pk: int, org_pk: int, user_pk: int | None, inviter: int | None) -> dict:
-    return row(
-        "sentry.organizationmember",
-        pk,
-        organization=org_pk,
-        user_id=user_pk,
-        email=None,
-        role="member",
-        flags="0",
-        token=None,
-        date_added=TS,
-        token_expires_at=None,
-        has_global_access=True,
-        inviter_id=inviter,
-        invite_status=0,
-        type=50,
-        user_is_active=True,
-        user_email=None,
     )
 
 
@@ -1094,10 +1074,10 @@ CORPUS: tuple[Case, ...] = (
                 user(2, "loop-b"),
                 user(3, "loop-c"),
                 _org(10, "loops"),
-                _member(1, 10, 1, 2),
-                _member(2, 10, 2, 1),
-                _member(3, 10, 3, 3),
-                _member(4, 10, 4, 4),
+                member(1, 10, 1, inviter_id=2),
+                member(2, 10, 2, inviter_id=1),
+                member(3, 10, 3, inviter_id=3),
+                member(4, 10, 4, inviter_id=4),
                 useremail(4, 4, "self@example.com"),
             ],
         ),

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from .helpers import TS, import_export, option, query, row, scalar, user, write_export
+from .helpers import TS, import_export, member, option, query, row, scalar, user, write_export
 
 TABLES_AFTER_A_FINDING = (
     "auth_user",
@@ -72,28 +72,6 @@ def project(pk: int, org_pk: int, slug: str, **fields: Any) -> dict:
         platform=None,
     )
     return row("sentry.project", pk, **{**base, **fields})
-
-
-def member(
-    pk: int, org_pk: int, user_pk: int | None, email: str | None = None, **fields: Any
-) -> dict:
-    base = dict(
-        organization=org_pk,
-        user_id=user_pk,
-        email=email,
-        role="member",
-        flags="0",
-        token=None,
-        date_added=TS,
-        token_expires_at=None,
-        has_global_access=True,
-        inviter_id=None,
-        invite_status=0,
-        type=50,
-        user_is_active=True,
-        user_email=None,
-    )
-    return row("sentry.organizationmember", pk, **{**base, **fields})
 
 
 def dashboard(pk: int, org_pk: int, user_pk: int, title: str) -> dict:

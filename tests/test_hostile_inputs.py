@@ -29,6 +29,7 @@ from .helpers import (
     TS,
     apitoken,
     import_export,
+    member,
     query,
     row,
     run_cli,
@@ -36,6 +37,7 @@ from .helpers import (
     user,
     useroption,
     write_export,
+    write_rsa_key,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,27 +58,6 @@ def _org(pk: int, slug: Any, name: str = "org") -> dict:
         default_role="member",
         flags="1",
         is_test=False,
-    )
-
-
-def _member(pk: int, org_pk: Any, user_pk: Any) -> dict:
-    return row(
-        "sentry.organizationmember",
-        pk,
-        organization=org_pk,
-        user_id=user_pk,
-        email=None,
-        role="member",
-        flags="0",
-        token=None,
-        date_added=TS,
-        token_expires_at=None,
-        has_global_access=True,
-        inviter_id=None,
-        invite_status=0,
-        type=50,
-        user_is_active=True,
-        user_email=None,
     )
 
 
@@ -193,7 +174,7 @@ WRONG_SHAPES = {
     "member_organization_list_with_slug_filter": (
         "organizations",
         ["--filter-org-slugs", "good"],
-        [ANCHOR, _org(1, "good"), _member(1, [1], 1)],
+        [ANCHOR, _org(1, "good"), member(1, [1], 1)],
         ("sentry.organizationmember", 1),
         ("organization", "integer"),
     ),
@@ -307,8 +288,8 @@ def test_16_04_well_shaped_owners_and_filters_still_resolve(db_dsn, tmp_path):
         user(2, "alice"),
         _org(1, "good"),
         _org(2, "other"),
-        _member(1, 1, 2),
-        _member(2, 2, 1),
+        member(1, 1, 2),
+        member(2, 2, 1),
         _actor(50, user_id=2),
         _alertrule(1, 50),
     ]
@@ -504,7 +485,7 @@ def test_16_11_log_lines_are_escaped():
     assert "\\x1b[2J" in line and "\\n" in line
 
 
-def _tarball_with_member(path: Path, name: str) -> Path:
+def _tarball_withmember(path: Path, name: str) -> Path:
     import io
     import tarfile
 
@@ -516,25 +497,10 @@ def _tarball_with_member(path: Path, name: str) -> Path:
     return path
 
 
-def _private_key(path: Path) -> Path:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
-
-
 @pytest.mark.parametrize("command", ["import", "backup"])
 def test_16_11_tarball_member_names_are_escaped_in_errors(db_dsn, tmp_path, capsys, command):
-    tarball = _tarball_with_member(tmp_path / "e.tar", "\x1b[2J\u202eevil\nFAKE")
-    key = _private_key(tmp_path / "key.pem")
+    tarball = _tarball_withmember(tmp_path / "e.tar", "\x1b[2J\u202eevil\nFAKE")
+    key, _ = write_rsa_key(tmp_path)
     if command == "import":
         run = import_export(db_dsn, "users", tarball, "--decrypt-with", str(key))
         code, err = run.code, run.err

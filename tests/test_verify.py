@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.helpers import import_export, load_fixture, run_cli, scalar, write_export
+from tests.helpers import import_export, load_fixture, run_cli, scalar, write_export, write_rsa_key
 from tests.hostile_corpus import CORPUS
 
 #: Every case but a few quick ones (the inner loop, ``-m "not slow"``, keeps those).
@@ -122,23 +122,9 @@ def test_repeated_pk(db_dsn, tmp_path, fixtures_dir):
 @SLOW
 def test_encrypted_export(db_dsn, tmp_path, fixtures_dir):
     """Verify decrypts as the import does (``--decrypt-with``)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from relocate.io.crypto import encrypt_export
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = tmp_path / "private.pem"
-    pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    pem, public = write_rsa_key(tmp_path)
     src = tmp_path / "export.tar"
     with (fixtures_dir / SNAPSHOT).open("rb") as plain, src.open("wb") as dest:
         encrypt_export(plain, dest, public_key_pem=public)
