@@ -22,6 +22,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -339,6 +340,16 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "\\0")
 
 
+def reported_model(model: str) -> str:
+    """A model name as ``relocate_report.model`` holds it."""
+    return _clean(model)[:200]
+
+
+def reported_pk(pk: Any) -> str | None:
+    """A source pk as ``relocate_report.source_pk`` holds it."""
+    return None if pk is None else _clean(json.dumps(pk))[:100]
+
+
 def write_reports(cur: psycopg.Cursor, settings: ImportSettings, entries: Sequence[tuple]) -> None:
     """Writes report rows: (model, ordinal, source pk, action, reason[, finding kind])."""
     if not entries:
@@ -355,9 +366,9 @@ def write_reports(cur: psycopg.Cursor, settings: ImportSettings, entries: Sequen
         (
             settings.run_id,
             settings.import_uuid,
-            [_clean(e[0])[:200] for e in entries],
+            [reported_model(e[0]) for e in entries],
             [e[1] for e in entries],
-            [None if e[2] is None else _clean(json.dumps(e[2]))[:100] for e in entries],
+            [reported_pk(e[2]) for e in entries],
             [e[3] for e in entries],
             [_clean(e[4])[:2000] for e in entries],
             [e[5] if len(e) > 5 else None for e in entries],

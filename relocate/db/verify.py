@@ -34,7 +34,6 @@ from the export; model names from the file are query parameters only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from psycopg import sql
 
 from relocate.db.catalog import read_catalog
 from relocate.db.handler import EXISTING, Handler
+from relocate.db.sink import reported_model, reported_pk
 from relocate.db.sql_literals import bigint_array, model_array
 from relocate.io.export_reader import BadRow, ExportFormatError, Row, iter_export
 from relocate.logic.convert import TableLayout, build_layouts
@@ -252,7 +252,7 @@ class _Checker:
                     "INSERT INTO relocate_verify_seen (model, old_pk, ordinal) "
                     "SELECT %s, p, o FROM unnest(%s::bigint[], %s::bigint[]) AS t(p, o)",
                     (
-                        _as_reported(model, 200),
+                        reported_model(model),
                         bigint_array(r.pk for r in keyed),
                         bigint_array(r.ordinal for r in keyed),
                     ),
@@ -298,7 +298,7 @@ class _Checker:
                     "AND ordinal = ANY(%s::bigint[]) AND action = ANY(%s::text[])",
                     (
                         self.runs,
-                        _as_reported(model, 200),
+                        reported_model(model),
                         bigint_array(r.ordinal for r in rows),
                         list(ACCOUNTED_ACTIONS),
                     ),
@@ -306,7 +306,7 @@ class _Checker:
             }
         counts = self.result.counts(model)
         for row in rows:
-            if (row.ordinal, _as_reported(json.dumps(row.pk), 100)) in reported:
+            if (row.ordinal, reported_pk(row.pk)) in reported:
                 counts.skipped += 1
             else:
                 self.problem(
@@ -409,12 +409,6 @@ class _Checker:
                         f"ledger: {kind} as id {new_pk}",
                     ),
                 )
-
-
-def _as_reported(text: str, limit: int) -> str:
-    """Text as ``relocate.db.sink.write_reports`` stores it: PostgreSQL text holds no NUL
-    character (an export's model name may), and the report's columns are cut short."""
-    return text.replace("\x00", "\\0")[:limit]
 
 
 def _is_pk(value: Any) -> bool:
