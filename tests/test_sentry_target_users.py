@@ -691,18 +691,6 @@ def test_13_12_project_key_without_label_gets_a_petname(db_dsn, tmp_path, label)
 # Legacy 23.7.x exports: users named by natural key.
 
 
-def _legacy(rows: list[dict]) -> list[dict]:
-    """The rows with every ``user`` reference written as ``[username]``."""
-    names = {r["pk"]: r["fields"]["username"] for r in rows if r["model"] == "sentry.user"}
-    out = []
-    for r in rows:
-        fields = dict(r["fields"])
-        if r["model"] != "sentry.user" and isinstance(fields.get("user"), int):
-            fields["user"] = [names[fields["user"]]]
-        out.append({**r, "fields": fields})
-    return out
-
-
 LEGACY_CASES = {
     # scope: rows (user pk 1 "name@example.com", pk 2 "second")
     "users": [
@@ -725,9 +713,10 @@ def test_13_legacy_natural_key_users_are_resolved(db_dsn, tmp_path, scope):
     ``use_natural_foreign_keys=True``: a user reference is ``User.natural_key()``,
     ``[username]`` (Django's ``AbstractBaseUser``). It resolves against the export's own
     users, as Django's ``get_by_natural_key`` (``username=``, exact) would."""
-    rows = _legacy(
+    rows = _natural_keys(
         [user(1, "name@example.com"), user(2, "second"), user(3, "Name@Example.com")]
-        + LEGACY_CASES[scope]
+        + LEGACY_CASES[scope],
+        ("user",),
     )
     run = import_export(db_dsn, scope, write_export(tmp_path / "legacy.json", rows))
     assert run.code == 0, run.err
