@@ -14,11 +14,13 @@ install includes.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,19 @@ class TranslatedJob:
         return beam_runner_api_pb2.DockerPayload.FromString(environment.payload).container_image
 
 
+@contextmanager
+def one_sdist_build_at_a_time() -> Iterator[None]:
+    """Holds a lock while Beam builds the sdist of ``--setup_file``: ``setup.py sdist``
+    assembles ``relocate-0.1.0/`` in the repository itself, and two xdist workers doing it
+    at once delete each other's tree."""
+    with open(REPO / ".sdist-build.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def translate(db_dsn: str, scope: str, outputs: ImportOutputs | None = None) -> TranslatedJob:
     """Builds the real import graph (target prepared, real plan) and dry-runs it on Dataflow."""
     registry = Registry.load()
@@ -129,7 +144,8 @@ def translate(db_dsn: str, scope: str, outputs: ImportOutputs | None = None) -> 
         options=PipelineOptions([*DATAFLOW_DRY_RUN, f"--job_name=relocate-{scope}"])
     )
     build(pipeline, plan)
-    result = pipeline.run()
+    with one_sdist_build_at_a_time():
+        result = pipeline.run()
     assert result.state == beam.runners.runner.PipelineState.DONE  # the dry run's answer
     return TranslatedJob(result.job)
 
@@ -222,17 +238,18 @@ def test_workers_get_the_package_and_the_launcher_s_python_and_beam(
 def test_readme_command_translates_through_the_cli(db_dsn: str, tmp_path: Path):
     # The README's command, with its Beam options passed through the CLI unchanged.
     findings = tmp_path / "findings.json"
-    run = run_cli(
-        "import",
-        "organizations",
-        "gs://relocate-test/export.tar",
-        "--dsn",
-        db_dsn,
-        "--findings-file",
-        str(findings),
-        "--runner",
-        "DataflowRunner",
-        *DATAFLOW_DRY_RUN[1:],
-    )
+    with one_sdist_build_at_a_time():
+        run = run_cli(
+            "import",
+            "organizations",
+            "gs://relocate-test/export.tar",
+            "--dsn",
+            db_dsn,
+            "--findings-file",
+            str(findings),
+            "--runner",
+            "DataflowRunner",
+            *DATAFLOW_DRY_RUN[1:],
+        )
     assert run.code == 0, run.err
     assert findings.read_text() == "[]\n"  # a dry run reads nothing and finds nothing

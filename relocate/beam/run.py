@@ -21,6 +21,7 @@ from relocate.logic.convert import build_layouts
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
 from relocate.schemas.removed import REMOVED_MODELS
+from relocate.schemas.shipped import ShippedDict
 
 
 def prepare_target(
@@ -82,7 +83,8 @@ def build_pipeline(
 
     registry = registry or Registry.load()
     catalog = prepare_target(settings, registry, source=source, detached=outputs is not None)
-    layouts = build_layouts(registry, field_map(), catalog)
+    # Shipped: pickled once for all the DoFns that carry them (relocate.schemas.shipped).
+    layouts = ShippedDict(build_layouts(registry, field_map(), catalog))
     plan = ImportPlan(
         source=source,
         settings=settings,
@@ -91,7 +93,9 @@ def build_pipeline(
         removed_models=REMOVED_MODELS,
         decryption=decryption,
         outputs=outputs,
-        constraints=plan_constraints(catalog, layouts, build_handlers(), settings.run_id),
+        constraints=ShippedDict(
+            plan_constraints(catalog, layouts, build_handlers(), settings.run_id)
+        ),
     )
     args = list(beam_args or [])
     if not any(a.startswith("--runner") for a in args):
