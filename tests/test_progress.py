@@ -430,3 +430,19 @@ def test_a_stage_an_earlier_run_wrote_is_said_so() -> None:
         "Stage 2 started: 400 rows to write.",
     ]
     assert status_line(snap, None, 5.0) == "Writing (5 s): 1,100 of 1,400 rows (79%)."
+
+
+def test_a_global_wipe_forgets_the_rows_written_it_deleted(db_dsn: str, tmp_path: Path) -> None:
+    """The wipe deletes another import's ledger rows: its rows written go with them (a
+    resumed run writes them again), the rest of its progress and the table stay."""
+    from relocate.db.wipe import wipe_database
+    from relocate.schemas.registry import Registry
+
+    src = write_export(tmp_path / "u.json", [user(1, "alice"), user(2, "bob")])
+    wiped = uuid.uuid4().hex
+    assert import_export(db_dsn, "users", src, "--import-uuid", wiped, "--silent").code == 0
+    assert progress_sums(db_dsn, wiped, "written") == {1: 2}
+    with psycopg.connect(db_dsn) as conn:
+        wipe_database(conn, Registry.load(), keep_import=uuid.uuid4().hex)
+    assert progress_sums(db_dsn, wiped, "written") == {}
+    assert progress_sums(db_dsn, wiped, "validated") == {1: 2}
