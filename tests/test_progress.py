@@ -446,3 +446,30 @@ def test_a_global_wipe_forgets_the_rows_written_it_deleted(db_dsn: str, tmp_path
         wipe_database(conn, Registry.load(), keep_import=uuid.uuid4().hex)
     assert progress_sums(db_dsn, wiped, "written") == {}
     assert progress_sums(db_dsn, wiped, "validated") == {1: 2}
+
+
+@pytest.mark.slow
+def test_progress_is_recorded_from_worker_processes(
+    db_dsn: str, tmp_path: Path, plain_progress: None
+) -> None:
+    """The read and validation steps post from the runner's worker processes (nothing they
+    rely on lives in the launcher's modules)."""
+    src = generated(tmp_path, 800)
+    import_uuid = uuid.uuid4().hex
+    run = import_export(
+        db_dsn,
+        "organizations",
+        src,
+        "--import-uuid",
+        import_uuid,
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    )
+    assert run.code == 0, run.err
+    ledger = ledger_counts(db_dsn, import_uuid)
+    assert progress_sums(db_dsn, import_uuid, "written") == ledger
+    assert progress_sums(db_dsn, import_uuid, "validated") == ledger
+    snap = snapshot(db_dsn, import_uuid)
+    assert snap.rows_read == sum(1 for _ in json.loads(src.read_text()))
+    assert snap.bytes_read == src.stat().st_size
