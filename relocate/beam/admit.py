@@ -198,14 +198,22 @@ class _ConvertFn(beam.DoFn):
     _layouts: dict[str, TableLayout | None]
     _settings: ImportSettings
     _tables: dict[str, str]  # model -> Sentry's table name, to name a missing table
+    #: model -> its stage: rows validated are reported per stage (None: not reported).
+    _stages: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
 
     def setup(self) -> None:
+        from relocate.db.progress import Poster
         from relocate.logic.rules import build_handlers
 
         self._handlers = build_handlers()
+        self._progress = Poster(self._settings, "validated") if self._stages else None
+
+    def finish_bundle(self) -> None:
+        if self._progress is not None:
+            self._progress.flush()
 
     def process(self, batch: tuple[str, list[tuple]]) -> Iterator[Any]:
         model, elements = batch
@@ -238,6 +246,8 @@ class _ConvertFn(beam.DoFn):
                 continue
             converted_rows.append(converted)
         if converted_rows:
+            if self._progress is not None and self._stages:
+                self._progress.add(self._stages.get(model, 0), len(converted_rows))
             yield pack_converted(model, converted_rows)
 
 
@@ -249,11 +259,12 @@ class ConvertRows(beam.PTransform):
     layouts: dict[str, TableLayout | None]
     settings: ImportSettings
     tables: dict[str, str]
+    #: model -> stage, to report rows validated per stage (``relocate.db.progress``).
+    stages: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
 
     def expand(self, rows: beam.PCollection) -> Any:
-        return rows | beam.ParDo(_ConvertFn(self.layouts, self.settings, self.tables)).with_outputs(
-            SKIPPED, FINDINGS, main="converted"
-        )
+        convert = _ConvertFn(self.layouts, self.settings, self.tables, self.stages)
+        return rows | beam.ParDo(convert).with_outputs(SKIPPED, FINDINGS, main="converted")

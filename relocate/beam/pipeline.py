@@ -172,7 +172,7 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     """Adds the import to ``pipeline``; returns a PCollection with the final gate."""
     registry, settings = plan.registry, plan.settings
     read = pipeline | "Read" >> ReadExport(
-        plan.source, plan.decryption, frozenset(m.name for m in registry.models)
+        plan.source, plan.decryption, frozenset(m.name for m in registry.models), settings
     )
     actors = rows_of(read.rows, "sentry.actor", "Actors") | "ActorOwners" >> beam.Map(
         lambda r: (r[2], actor_owner(Row._make(r)))
@@ -211,7 +211,9 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
         admit = rows | f"{prefix}Admit" >> AdmitRows(
             registry, settings, plan.removed_models, filters, owners, names
         )
-        conv = admit.admitted | f"{prefix}Convert" >> ConvertRows(plan.layouts, settings, tables)
+        conv = admit.admitted | f"{prefix}Convert" >> ConvertRows(
+            plan.layouts, settings, tables, {m.name: m.stage for m in registry.models}
+        )
         findings_parts += [admit[FINDINGS], conv[FINDINGS]]
         skipped_parts += [admit[SKIPPED], conv[SKIPPED]]
         converted_parts.append(conv.converted)

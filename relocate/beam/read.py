@@ -13,11 +13,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from relocate.io.export_reader import BadRow, ExportFormatError, iter_export
+from relocate.logic.settings import ImportSettings
 
 log = logging.getLogger("relocate.read")
 
 BAD = "bad"
 PROGRESS_EVERY = 100_000
+#: Rows between two looks at the clock (to report progress every ``POST_EVERY`` seconds).
+CLOCK_EVERY = 1_000
 #: Rows of one model carried by one Beam element. Beam's cost is per element (~10 us
 #: per transform), so a batch pays it once for many rows (docs/beam-notes.md).
 ROWS_PER_ELEMENT = 500
@@ -42,6 +45,8 @@ class _ReadExportFn(beam.DoFn):
 
     _decryption: Any | None
     _known: frozenset[str]
+    #: Where to report progress (``relocate.db.progress``); None: nowhere.
+    _settings: ImportSettings | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -53,6 +58,7 @@ class _ReadExportFn(beam.DoFn):
         from relocate.io.crypto import input_kind_error, open_plaintext, read_head
 
         source = open_source(path)
+        self._progress = _ReadProgress(self._settings, source)
         try:
             head, stream = read_head(source)
             problem = input_kind_error(head, decrypting=self._decryption is not None)
@@ -63,6 +69,7 @@ class _ReadExportFn(beam.DoFn):
                     yield from self._rows_of(plain)
             else:
                 yield from self._rows_of(stream)
+            self._progress.update(0, final=True)
         finally:
             if path != "-":
                 source.close()
@@ -72,8 +79,10 @@ class _ReadExportFn(beam.DoFn):
         pending: dict[str, list[tuple]] = {}  # model -> rows not yet emitted
         for item in iter_export(stream):
             count += 1
+            if count % CLOCK_EVERY == 0:
+                self._progress.update(CLOCK_EVERY)
             if count % PROGRESS_EVERY == 0:
-                log.info("read %d rows", count)
+                log.debug("read %d rows", count)
             if isinstance(item, BadRow):
                 yield beam.pvalue.TaggedOutput(BAD, item)
                 continue
@@ -86,7 +95,8 @@ class _ReadExportFn(beam.DoFn):
                 yield self._emit(pending.pop(item.model))
         for batch in pending.values():
             yield self._emit(batch)
-        log.info("read %d rows in all", count)
+        self._progress.update(count % CLOCK_EVERY)
+        log.debug("read %d rows in all", count)
 
     def _emit(self, batch: list[tuple]) -> tuple[str, list[tuple]]:
         model = batch[0][0]
@@ -95,6 +105,33 @@ class _ReadExportFn(beam.DoFn):
             len(batch)
         )
         return (model, batch)
+
+
+class _ReadProgress:
+    """Rows read and the source's position, reported every few seconds (kind ``read``)."""
+
+    def __init__(self, settings: ImportSettings | None, source: Any) -> None:
+        from relocate.db.progress import Poster
+
+        self._source = source
+        self._poster = Poster(settings, "read") if settings is not None else None
+        self._position = 0
+
+    def update(self, rows: int, final: bool = False) -> None:
+        if self._poster is None:
+            return
+        position = self._tell()
+        self._poster.add(0, rows, position - self._position)
+        self._position = position
+        if final:
+            self._poster.flush()
+
+    def _tell(self) -> int:
+        """Where the source is (bytes consumed); a stream without a position: 0."""
+        try:
+            return int(self._source.tell())
+        except (AttributeError, OSError, TypeError, ValueError):
+            return self._position
 
 
 @dataclass(eq=False)
@@ -108,6 +145,7 @@ class ReadExport(beam.PTransform):
     path: str
     decryption: Any | None
     known_models: frozenset[str]
+    settings: ImportSettings | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -118,7 +156,7 @@ class ReadExport(beam.PTransform):
             | "Start" >> beam.Impulse()
             | "Source" >> beam.Map(lambda _, path: path, self.path)
             | "Parse"
-            >> beam.ParDo(_ReadExportFn(self.decryption, self.known_models)).with_outputs(
-                BAD, main="rows"
-            )
+            >> beam.ParDo(
+                _ReadExportFn(self.decryption, self.known_models, self.settings)
+            ).with_outputs(BAD, main="rows")
         )

@@ -153,7 +153,7 @@ class _WriteStageFn(_PostgresFn):
                 )
                 self.drop_connection()
                 time.sleep(delay)
-        log.info(
+        log.debug(  # per batch: shown with --verbose
             "stage %d: %s: %d rows (%d inserted, %d existing, %d overwritten, %d dropped)",
             self._stage,
             model,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import uuid
 from contextlib import ExitStack
 from typing import Any, TextIO
@@ -18,12 +19,12 @@ from relocate.cli.common import (
     was_interrupted,
 )
 from relocate.cli.summary import (
-    ProgressLine,
     describe_failure,
     format_finding,
     print_followups,
     print_skips,
     print_summary,
+    summary_line,
 )
 from relocate.cli.verify_command import decryption_from_args, run_verify
 
@@ -136,6 +137,7 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
             if args.detach and findings_file is not None:
                 findings_file.close()  # truncated now; the job writes it when it ends
                 findings_file = None
+            start = time.monotonic()
             try:
                 result = _execute(
                     args, beam_args, target, import_uuid, registry, decryption, say, err
@@ -172,6 +174,9 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
             print_summary(summary, err)
             print_skips(summary, err)
             print_followups(summary, err)
+        if not args.silent:
+            seconds = time.monotonic() - start
+            print(summary_line(summary, seconds, import_uuid, args.report_file), file=err)
         if args.verify and exit_code == 0:
             return run_verify(args, args.src, import_uuid, decryption, err, err)
         return exit_code
@@ -200,6 +205,7 @@ def _execute(
     err: TextIO,
 ) -> tuple[Any, int]:
     from relocate.beam.run import run_import as run_pipeline
+    from relocate.cli.progress import watch_progress
     from relocate.logic.settings import ImportSettings
 
     scope = args.scope
@@ -233,7 +239,7 @@ def _execute(
 
         outputs = ImportOutputs(args.findings_file, args.report_file)
     quiet = args.silent or args.detach  # a detached run does not watch the job
-    progress = ProgressLine(settings, import_uuid, err) if not quiet else ExitStack()
+    progress = watch_progress(settings, err, time.monotonic()) if not quiet else ExitStack()
     with progress, ExitStack() as stack:
         source = args.src
         if source == "-":

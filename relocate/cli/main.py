@@ -37,7 +37,9 @@ def main(
     if not any(a.startswith("--runner") for a in extra):
         # The DirectRunner first tries to download Prism, which cannot work offline.
         extra = ["--runner=FnApiRunner", *extra]
-    _configure_logging(err, silent=getattr(args, "silent", False))
+    _configure_logging(
+        err, silent=getattr(args, "silent", False), verbose=getattr(args, "verbose", False)
+    )
     try:
         if args.command == "import":
             return run_import(args, extra, out, err)
@@ -49,6 +51,10 @@ def main(
             return rollback_command(args, out, err)
         if args.command == "verify":
             return verify_command(args, out, err)
+        if args.command == "status":
+            from relocate.cli.status_command import status_command
+
+            return status_command(args, out, err)
         return args.func(args)
     except KeyboardInterrupt:  # Ctrl-C anywhere else (an import says more itself)
         print("Interrupted.", file=err, flush=True)
@@ -70,7 +76,7 @@ def main(
         return 1
 
 
-def _configure_logging(err: TextIO, silent: bool) -> None:
+def _configure_logging(err: TextIO, silent: bool, verbose: bool = False) -> None:
     """relocate's own progress at INFO; Beam only when something is really wrong.
 
     Beam logs a DoFn's exception with its traceback before re-raising it; the user gets
@@ -84,7 +90,8 @@ def _configure_logging(err: TextIO, silent: bool) -> None:
     if not root.handlers:  # keep a host's handlers (pytest's, an embedding program's)
         root.addHandler(handler)
     root.setLevel(logging.ERROR)
-    logging.getLogger("relocate").setLevel(logging.WARNING if silent else logging.INFO)
+    level = logging.WARNING if silent else logging.DEBUG if verbose else logging.INFO
+    logging.getLogger("relocate").setLevel(level)  # DEBUG: a line per batch (--verbose)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)

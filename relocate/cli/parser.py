@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--no-prompt", action="store_true")
         p.add_argument("--silent", action="store_true")
+        p.add_argument("--verbose", action="store_true", help="log a line for every batch written")
         p.add_argument("--batch-size", type=positive_int, default=1000, help=argparse.SUPPRESS)
         p.add_argument(
             "--detach",
@@ -122,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--import-uuid", required=True, help="the import that wrote SRC")
     add_decryption_args(verify)
     add_target_args(verify)
+
+    status = sub.add_parser(
+        "status", help="show an import's state, stage and rows per stage from the target"
+    )
+    status.add_argument("--import-uuid", required=True)
+    status.add_argument("--json", action="store_true", help="print it as one JSON object")
+    add_target_args(status)
 
     from relocate.generate import register as register_generate
 

@@ -2,51 +2,35 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any, TextIO
 
 from relocate.cli.terminal import terminal_safe
 
 
-class ProgressLine:
-    """Prints Sentry's "Still importing" line every few seconds, with rows written."""
-
-    def __init__(self, target: Any, import_uuid: str, out: TextIO, every: float = 5.0) -> None:
-        self._target = target
-        self._uuid = import_uuid
-        self._out = out
-        self._every = every
-        self._stop = threading.Event()
-        self._start = time.monotonic()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ProgressLine:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-
-    def _run(self) -> None:
-        from relocate.db.target import connect
-
-        while not self._stop.wait(self._every):
-            line = f"Still importing: {time.monotonic() - self._start:.2f} seconds elapsed."
-            try:
-                with connect(self._target, connect_timeout=5) as conn:
-                    rows = conn.execute(
-                        "SELECT stage, count(*) FROM relocate_pk_map WHERE import_uuid = %s "
-                        "GROUP BY stage ORDER BY stage",
-                        (self._uuid,),
-                    ).fetchall()
-                if rows:
-                    written = sum(n for _, n in rows)
-                    line += f" {written:,} rows written (up to stage {rows[-1][0]})."
-            except Exception:  # noqa: BLE001 - progress is best effort
-                pass
-            print(line, file=self._out, flush=True)
+def summary_line(summary: Any, seconds: float, import_uuid: str, report_file: str | None) -> str:
+    """The one line that ends an import: what it wrote, how fast, what it left out, where
+    the details are and what to do next."""
+    t = summary.total
+    rows = t.inserted + t.existing + t.overwritten
+    rate = f"{rows / seconds:,.0f}" if seconds > 0 else "-"
+    report = (
+        f"report: {terminal_safe(report_file)}"
+        if report_file
+        else "rerun with --report-file to keep the details"
+    )
+    if summary.findings:
+        return (
+            f"Import {import_uuid} failed after {seconds:.1f} s with "
+            f"{len(summary.findings):,} finding(s); {rows:,} rows of it are in the target; "
+            f"{t.skipped:,} skipped, {t.dropped:,} dropped; {report}. Fix the cause and "
+            f"rerun with --import-uuid {import_uuid} to resume, or remove what it wrote with "
+            f"`relocate rollback --import-uuid {import_uuid}`."
+        )
+    return (
+        f"Imported {rows:,} rows in {seconds:.1f} s ({rate} rows/s); {t.skipped:,} skipped, "
+        f"{t.dropped:,} dropped; {report}. Undo it with "
+        f"`relocate rollback --import-uuid {import_uuid}`."
+    )
 
 
 def print_summary(summary: Any, out: TextIO) -> None:

@@ -15,11 +15,22 @@
 * ``relocate_side_effect``: rows an import created that are not rows of the export
   (primary user emails, lost-password hashes, slug reservations, mappings), so that a
   rollback removes them too.
+* ``relocate_progress``: what an import's steps have done so far, appended as they go
+  (``relocate.db.progress``): bytes and rows read, rows validated per stage, rows written
+  per batch (inside the batch's transaction). Append-only, so parallel writers never
+  contend on a counter row; its sums are what the progress display and ``relocate
+  status`` show.
 """
 
 from __future__ import annotations
 
-LEDGER_TABLES = ("relocate_pk_map", "relocate_report", "relocate_import", "relocate_side_effect")
+LEDGER_TABLES = (
+    "relocate_pk_map",
+    "relocate_report",
+    "relocate_import",
+    "relocate_side_effect",
+    "relocate_progress",
+)
 
 LEDGER_DDL: tuple[str, ...] = (
     """
@@ -108,5 +119,28 @@ LEDGER_DDL: tuple[str, ...] = (
         row_id bigint NOT NULL,
         PRIMARY KEY (import_uuid, table_name, row_id)
     )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS relocate_progress (
+        import_uuid uuid NOT NULL,
+        run_id uuid NOT NULL,
+        stage integer NOT NULL DEFAULT 0,
+        model text,
+        kind text NOT NULL,
+        rows bigint NOT NULL DEFAULT 0,
+        bytes bigint NOT NULL DEFAULT 0,
+        at timestamptz NOT NULL DEFAULT clock_timestamp()
+    )
+    """,
+    # Created only when missing, as above: running imports append to the table.
+    """
+    DO $$
+    BEGIN
+        IF to_regclass('relocate_progress_import') IS NULL THEN
+            CREATE INDEX IF NOT EXISTS relocate_progress_import
+                ON relocate_progress (import_uuid);
+        END IF;
+    END
+    $$
     """,
 )

@@ -238,6 +238,8 @@ def rollback_import(
             )
         conn.execute("DELETE FROM relocate_pk_map WHERE import_uuid = %s", (import_uuid,))
         conn.execute("DELETE FROM relocate_side_effect WHERE import_uuid = %s", (import_uuid,))
+        if conn.execute("SELECT to_regclass('relocate_progress')").fetchone()[0] is not None:
+            conn.execute("DELETE FROM relocate_progress WHERE import_uuid = %s", (import_uuid,))
         conn.execute(
             "UPDATE relocate_import SET status = 'rolled back', finished_at = now() "
             "WHERE import_uuid = %s",

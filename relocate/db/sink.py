@@ -41,6 +41,7 @@ from relocate.db.handler import (
     ledger_refs,
     rewrite_foreign_keys,
 )
+from relocate.db.progress import record_batch
 from relocate.db.sql_literals import bigint_array, model_array
 from relocate.logic.convert import Converted, TableLayout
 from relocate.logic.rules.replicas import write_replicas
@@ -272,6 +273,9 @@ class BatchWriter:
         result.skipped = len(duplicates)
         if reports:
             write_reports(cur, settings, reports)
+        # In this transaction: a batch that rolls back counts nothing, and rows an earlier
+        # attempt or run committed were counted by it.
+        record_batch(cur, settings, model.stage, model.name, len(mine), len(reports))
 
     @staticmethod
     def _count(result: BatchResult, kind: str) -> None:

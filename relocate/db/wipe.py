@@ -84,6 +84,13 @@ def wipe_database(
         (keep_import,),
     ).fetchall()
     record_wiped(conn, {u: n for u, n in wiped}, keep_import)
+    if conn.execute("SELECT to_regclass('relocate_progress')").fetchone()[0] is not None:
+        # Their rows written are gone with their ledger: a resumed run writes them again.
+        conn.execute(
+            "DELETE FROM relocate_progress WHERE import_uuid IS DISTINCT FROM %s "
+            "AND kind = 'written'",
+            (keep_import,),
+        )
     conn.execute(
         "UPDATE relocate_import SET status = 'wiped' "
         "WHERE status <> 'wiped' AND import_uuid IS DISTINCT FROM %s",
