@@ -35,6 +35,7 @@ BOOKKEEPING = frozenset(
         "relocate_report",
         "relocate_side_effect",
         "relocate_pk_map",
+        "relocate_progress",
         "sentry_regionimportchunk",
         "sentry_controlimportchunk",
         "sentry_controlimportchunkreplica",
