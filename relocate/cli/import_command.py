@@ -137,7 +137,7 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
                 findings_file.close()  # truncated now; the job writes it when it ends
                 findings_file = None
             try:
-                result = _execute(
+                result = execute_import(
                     args, beam_args, target, import_uuid, registry, decryption, say, err
                 )
             except BaseException as exc:  # Ctrl-C: say how to go on, not where Python was
@@ -189,7 +189,7 @@ def _confirm(prompt: str, err: TextIO) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _execute(
+def execute_import(
     args: argparse.Namespace,
     beam_args: list[str],
     target: Any,
@@ -199,6 +199,8 @@ def _execute(
     say: Any,
     err: TextIO,
 ) -> tuple[Any, int]:
+    """Builds the import's settings from the flags and runs its pipeline on ``target``
+    (``relocate plan`` runs it on a scratch copy); returns the summary and exit status."""
     from relocate.beam.run import run_import as run_pipeline
     from relocate.logic.settings import ImportSettings
 
