@@ -125,21 +125,24 @@ def split_dump(text: str) -> Iterator[tuple[str, str, str]]:
     """Splits pg_dump's plain output into (type, name, SQL) per TOC entry.
 
     The settings at the top come first, as type ``SET``. psql's meta-commands
-    (``\\restrict``, ``\\connect``) are left out: they are not SQL.
+    (``\\restrict``, ``\\connect``) are left out: they are not SQL; so are the comment
+    lines around each entry.
     """
     kind, name, lines = "SET", "", []
-    for line in text.splitlines():
+    for line in [*text.splitlines(), "-- Name: ; Type: END; Schema:"]:
         if line.startswith("\\"):
             continue
         match = _TOC.match(line)
-        if match:
-            if any(part.strip() and not part.startswith("--") for part in lines):
-                yield kind, name, "\n".join(lines)
-            kind, name, lines = match.group("type"), match.group("name"), []
+        if not match:
+            lines.append(line)
             continue
-        lines.append(line)
-    if any(part.strip() and not part.startswith("--") for part in lines):
-        yield kind, name, "\n".join(lines)
+        while lines and (not lines[-1].strip() or lines[-1].startswith("--")):
+            lines.pop()
+        while lines and (not lines[0].strip() or lines[0].startswith("--")):
+            lines.pop(0)
+        if lines:
+            yield kind, name, "\n".join(lines)
+        kind, name, lines = match.group("type"), match.group("name"), []
 
 
 def restore(conn: psycopg.Connection, text: str, skipped: list[str]) -> None:
