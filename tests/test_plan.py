@@ -346,3 +346,25 @@ def test_plan_is_the_import_on_a_generated_export(db_dsn, tmp_path, flags):
     assert import_export(db_dsn, "global", src).code == 0
     predicted = assert_plan_is_the_import(db_dsn, "organizations", src, tmp_path, *flags)
     assert predicted["renamed"] or predicted["merged"]
+
+
+def test_older_ledgers_get_the_changes_column(empty_db_dsn):
+    from relocate.db.ledger import LEDGER_DDL
+
+    with psycopg.connect(empty_db_dsn) as conn:
+        conn.execute(
+            "CREATE TABLE relocate_pk_map (import_uuid uuid NOT NULL, model text NOT NULL, "
+            "old_pk bigint NOT NULL, new_pk bigint NOT NULL, kind text NOT NULL, slug text, "
+            "ordinal bigint NOT NULL, stage integer NOT NULL, previous jsonb, "
+            "created_at timestamptz NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (import_uuid, model, old_pk))"
+        )
+        conn.execute(
+            "INSERT INTO relocate_pk_map (import_uuid, model, old_pk, new_pk, kind, ordinal, "
+            "stage) VALUES (%s, 'sentry.user', 1, 1, 'Inserted', 1, 1)",
+            (uuid.uuid4().hex,),
+        )
+        for statement in LEDGER_DDL:
+            conn.execute(statement)
+        rows = conn.execute("SELECT model, changes FROM relocate_pk_map").fetchall()
+    assert rows == [("sentry.user", None)]

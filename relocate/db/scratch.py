@@ -15,6 +15,7 @@ construction; the target itself is only read. ``scratch_copy``:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -269,7 +270,9 @@ def fill(
                 )
         scratch.execute("ANALYZE")  # the import's lookups plan as they would on the target
     finally:
-        source.execute("ROLLBACK")
+        # On a broken connection the error that broke it is what the user is told.
+        with contextlib.suppress(psycopg.Error):
+            source.execute("ROLLBACK")  # nothing was written: the snapshot is let go
     total = sum(copied.rows.values())
     say(f"Plan: copied {total:,} rows of {len(copied.rows)} tables into a scratch database.")
     return copied
