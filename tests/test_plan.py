@@ -20,7 +20,8 @@ import psycopg
 import pytest
 
 from relocate.db.plan import COUNTS, config_models
-from relocate.db.scratch import import_tables, split_dump
+from relocate.db.scratch import import_tables, scratch_copy, split_dump
+from relocate.db.target import Target
 from relocate.schemas.registry import Registry
 
 from .canonical import canonical_dump
@@ -108,11 +109,16 @@ def imported(dsn: str, import_uuid: str) -> dict[str, Any]:
         (import_uuid,),
     ):
         counts.setdefault(model, {})[names[kind]] = n
+    # The report is kept per run: the last run's is what its summary counts.
+    last_run = (
+        "run_id = (SELECT run_id FROM relocate_report WHERE import_uuid = %(u)s "
+        "ORDER BY created_at DESC LIMIT 1)"
+    )
     for model, action, n in query(
         dsn,
-        "SELECT model, action, count(*) FROM relocate_report WHERE import_uuid = %s "
-        "AND action IN ('skipped', 'dropped') GROUP BY 1, 2",
-        (import_uuid,),
+        "SELECT model, action, count(*) FROM relocate_report WHERE import_uuid = %(u)s "
+        f"AND action IN ('skipped', 'dropped') AND {last_run} GROUP BY 1, 2",
+        {"u": import_uuid},
     ):
         counts.setdefault(model, {})[action] = n
     changes = query(
@@ -149,18 +155,18 @@ def imported(dsn: str, import_uuid: str) -> dict[str, Any]:
             query(
                 dsn,
                 "SELECT model, source_pk, action, reason FROM relocate_report "
-                "WHERE import_uuid = %s AND action IN ('skipped', 'dropped')",
-                (import_uuid,),
+                f"WHERE import_uuid = %(u)s AND action IN ('skipped', 'dropped') AND {last_run}",
+                {"u": import_uuid},
             )
         ),
     }
 
 
 def assert_plan_is_the_import(
-    dsn: str, scope: str, src: Path, tmp_path: Path, *flags: str
+    dsn: str, scope: str, src: Path, tmp_path: Path, *flags: str, import_uuid: str | None = None
 ) -> dict[str, Any]:
     """Plans, checks the target is unchanged, imports; the plan must equal the import."""
-    import_uuid = uuid.uuid4().hex
+    import_uuid = import_uuid or uuid.uuid4().hex
     plan_file = tmp_path / f"plan-{import_uuid}.json"
     before = target_state(dsn)
     run = plan(dsn, scope, src, plan_file, "--import-uuid", import_uuid, *flags)
@@ -348,6 +354,16 @@ def test_plan_is_the_import_on_a_generated_export(db_dsn, tmp_path, flags):
     assert predicted["renamed"] or predicted["merged"]
 
 
+def test_scratch_is_deleted_on_ctrl_c(db_dsn):
+    with pytest.raises(KeyboardInterrupt), scratch_copy(Target(db_dsn), Registry.load()) as s:
+        directory, dsn = s.directory, s.dsn
+        assert query(dsn, "SELECT count(*) FROM auth_user") == [(0,)]
+        raise KeyboardInterrupt
+    assert not Path(directory).exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dsn, connect_timeout=2).close()
+
+
 def test_older_ledgers_get_the_changes_column(empty_db_dsn):
     from relocate.db.ledger import LEDGER_DDL
 
@@ -368,3 +384,20 @@ def test_older_ledgers_get_the_changes_column(empty_db_dsn):
             conn.execute(statement)
         rows = conn.execute("SELECT model, changes FROM relocate_pk_map").fetchall()
     assert rows == [("sentry.user", None)]
+
+
+@pytest.mark.slow
+def test_plan_of_a_rerun_sees_what_the_import_wrote(db_dsn, tmp_path, fixtures_dir):
+    """A plan under the UUID of an import already run copies that import's ledger: its
+    rows are found written, not renamed against themselves, as the rerun finds them."""
+    src = fixtures_dir / SNAPSHOT
+    import_uuid = uuid.uuid4().hex
+    assert import_export(db_dsn, "organizations", src, "--import-uuid", import_uuid).code == 0
+    first = imported(db_dsn, import_uuid)
+
+    predicted = assert_plan_is_the_import(
+        db_dsn, "organizations", src, tmp_path, import_uuid=import_uuid
+    )
+
+    assert predicted["counts"] == first["counts"]
+    assert predicted["renamed"] == first["renamed"]

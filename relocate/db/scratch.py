@@ -57,6 +57,8 @@ class ScratchCopy:
     """The scratch database, and what was copied into it."""
 
     dsn: str
+    #: The cluster's directory (deleted when the copy is).
+    directory: str = ""
     rows: dict[str, int] = field(default_factory=dict)
     #: Foreign keys left out, each with the reason (see ``restore``).
     skipped: list[str] = field(default_factory=list)
@@ -316,7 +318,7 @@ def scratch_copy(
             dsn = cluster.dsn(DATABASE)
             with psycopg.connect(dsn, autocommit=True) as scratch:
                 copied = fill(source, scratch, bindir, target_info, registry, import_uuid, say)
-            copied.dsn = dsn
+            copied.dsn, copied.directory = dsn, base
             copied.seconds = time.monotonic() - started
             yield copied
         finally:
