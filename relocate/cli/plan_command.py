@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from typing import Any, TextIO
 
 from relocate.cli.common import UsageError, on_dataflow, parse_import_uuid, target_from_args
-from relocate.cli.summary import format_finding, print_summary
+from relocate.cli.summary import format_finding, print_skips, print_summary
 from relocate.cli.terminal import terminal_safe
 
 #: Rows listed per section on the terminal; the plan file has them all.
@@ -24,7 +24,7 @@ TITLES = {
     "merged": "Users merged into existing users",
     "configs": "Config rows kept or overwritten",
     "regenerated": "Keys, tokens and guids regenerated",
-    "dropped": "Rows skipped or dropped",
+    "dropped": "Rows dropped",
 }
 
 
@@ -108,9 +108,12 @@ def print_plan(
     from relocate.db.plan import SECTIONS, section
 
     print_summary(summary, out)
+    print_skips(summary, out)  # skipped and dropped rows, counted by reason
     for name in SECTIONS:
         n = 0
         for entry in section(conn, registry, summary, import_uuid, name):
+            if name == "dropped" and entry["action"] != "dropped":
+                continue  # skipped by scope or filter: counted above, listed in the file
             if n == 0:
                 print(f"{TITLES[name]}:", file=out)
             if n < SHOWN:
