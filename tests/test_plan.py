@@ -401,3 +401,17 @@ def test_plan_of_a_rerun_sees_what_the_import_wrote(db_dsn, tmp_path, fixtures_d
 
     assert predicted["counts"] == first["counts"]
     assert predicted["renamed"] == first["renamed"]
+
+
+def test_plan_escapes_export_text_on_the_terminal(db_dsn, tmp_path):
+    name = "mallory\x1b]0;owned\x07"
+    src = write_export(tmp_path / "e.json", [user(1, name)])
+    assert import_export(db_dsn, "users", src).code == 0
+
+    run = plan(db_dsn, "users", src, tmp_path / "plan.json")
+
+    assert run.code == 0, run.err
+    assert "\x1b" not in run.err and "\x07" not in run.err
+    assert "sentry.user pk 1: username 'mallory" in run.err
+    renamed = json.loads((tmp_path / "plan.json").read_text())["renamed"]
+    assert [(e["from"], e["collides_with"]["username"]) for e in renamed] == [(name, name)]
