@@ -276,7 +276,15 @@ def fill(
         with contextlib.suppress(psycopg.Error):
             source.execute("ROLLBACK")  # nothing was written: the snapshot is let go
     total = sum(copied.rows.values())
-    say(f"Plan: copied {total:,} rows of {len(copied.rows)} tables into a scratch database.")
+    left_out = (
+        f"; {len(copied.skipped)} foreign keys to tables not copied left out"
+        if copied.skipped
+        else ""
+    )
+    say(
+        f"Plan: copied {total:,} rows of {len(copied.rows)} tables into a scratch "
+        f"database{left_out}."
+    )
     return copied
 
 
