@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import bz2
+import json
 import os
 import pickle
 import secrets
@@ -391,3 +392,28 @@ def test_dataflow_refuses_a_password_in_clear(export: Path) -> None:
     )
     assert run.code == 2
     assert "--dsn carries a password" in run.err and "--db-password-secret" in run.err
+
+
+def test_plan_reads_the_target_with_the_password_from_secret_manager(
+    target: dict[str, str],
+    db_dsn: str,
+    export: Path,
+    secret_manager: LocalSecretManagerServer,
+    tmp_path: Path,
+) -> None:
+    """`relocate plan` dumps the schema with pg_dump, which gets the password (here only
+    from Secret Manager) through its environment, never its arguments."""
+    dsn = make_conninfo("", **target)
+    secret = _secret(secret_manager, PASSWORD)
+    endpoint = ("--secret-manager-endpoint", secret_manager.endpoint)
+    plan_file = tmp_path / "plan.json"
+
+    run = run_cli(
+        "plan", "users", str(export), "--dsn", dsn, "--db-password-secret", secret,
+        *endpoint, "--plan-file", str(plan_file),
+    )  # fmt: skip
+
+    assert run.code == 0, run.err
+    assert PASSWORD not in run.out + run.err + plan_file.read_text()
+    assert json.loads(plan_file.read_text())["models"]["sentry.user"]["inserted"] == 2
+    assert count(db_dsn, "auth_user") == 0

@@ -139,7 +139,7 @@ def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err:
                 findings_file = None
             start = time.monotonic()
             try:
-                result = _execute(
+                result = execute_import(
                     args, beam_args, target, import_uuid, registry, decryption, say, err
                 )
             except BaseException as exc:  # Ctrl-C: say how to go on, not where Python was
@@ -194,7 +194,7 @@ def _confirm(prompt: str, err: TextIO) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _execute(
+def execute_import(
     args: argparse.Namespace,
     beam_args: list[str],
     target: Any,
@@ -204,6 +204,8 @@ def _execute(
     say: Any,
     err: TextIO,
 ) -> tuple[Any, int]:
+    """Builds the import's settings from the flags and runs its pipeline on ``target``
+    (``relocate plan`` runs it on a scratch copy); returns the summary and exit status."""
     from relocate.beam.run import run_import as run_pipeline
     from relocate.cli.progress import watch_progress
     from relocate.logic.settings import ImportSettings

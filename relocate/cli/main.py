@@ -5,6 +5,7 @@
 ``--db-password-secret`` (credentials from Secret Manager, read by the workers), ``--import-uuid``,
 ``--report-file`` and Beam's own pipeline options, which pass through unchanged
 (``--runner``, ``--direct_running_mode``, ``--direct_num_workers``, ...).
+``relocate plan <scope> SRC`` takes the same flags and writes nothing to the target.
 Also ``relocate schema create``, ``relocate local-db start|stop`` and ``relocate backup``.
 """
 
@@ -18,6 +19,7 @@ from relocate.cli.commands import local_db_command, rollback_command, schema_com
 from relocate.cli.common import INTERRUPTED, UsageError, was_interrupted
 from relocate.cli.import_command import run_import
 from relocate.cli.parser import SCOPES, build_parser
+from relocate.cli.plan_command import plan_command
 from relocate.cli.terminal import SafeFormatter, terminal_safe
 from relocate.cli.verify_command import verify_command
 
@@ -32,7 +34,7 @@ def main(
     err = err or sys.stderr
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "import":
+    if extra and args.command not in ("import", "plan"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not any(a.startswith("--runner") for a in extra):
         # The DirectRunner first tries to download Prism, which cannot work offline.
@@ -43,6 +45,8 @@ def main(
     try:
         if args.command == "import":
             return run_import(args, extra, out, err)
+        if args.command == "plan":
+            return plan_command(args, extra, out, err)
         if args.command == "schema":
             return schema_command(args, out, err)
         if args.command == "local-db":

@@ -64,6 +64,25 @@ class Item:
     previous: dict[str, Any] | None = None
     #: The row's values as converted, foreign keys still holding source pks.
     source: dict[str, Any] = field(default_factory=dict)
+    #: Columns the rules changed on purpose (``note_change``); kept in the ledger.
+    changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def note_change(item: Item, column: str, action: str, reason: str, **detail: Any) -> None:
+    """Records that a rule changed ``column`` of this row on purpose, and why.
+
+    The ledger keeps it (``relocate_pk_map.changes``), so that ``relocate plan`` and
+    anyone auditing an import can list every renamed and regenerated value. ``detail``
+    must never hold a secret (a token or key value): name the column, not its value.
+
+    Args:
+        item: the row.
+        column: the column changed.
+        action: ``renamed`` or ``regenerated``.
+        reason: why, in a few words.
+        detail: JSON-able facts about the change (the old name, what it collided with).
+    """
+    item.changes[column] = {"action": action, "reason": reason, **detail}
 
 
 @dataclass

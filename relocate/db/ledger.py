@@ -4,7 +4,8 @@
   (import_uuid, model, old_pk), claimed in the same transaction as the row's write: the
   claim is what makes a retried or concurrent batch write nothing twice. ``kind`` is
   Sentry's ImportKind (Inserted, Existing, Overwrite); ``previous`` keeps the overwritten
-  row's old values so an import can be rolled back.
+  row's old values so an import can be rolled back; ``changes`` the columns Sentry's
+  rules changed on purpose (renamed, regenerated) and why, never a secret value.
 * ``relocate_report``: every row an import skipped or dropped, and every finding, with
   the reason. Keyed by run so that a resumed import reports its own run.
 * ``relocate_import``: one row per import (scope, flags, status), for resume and rollback.
@@ -81,8 +82,23 @@ LEDGER_DDL: tuple[str, ...] = (
         stage integer NOT NULL,
         previous jsonb,
         created_at timestamptz NOT NULL DEFAULT now(),
+        changes jsonb,
         PRIMARY KEY (import_uuid, model, old_pk)
     )
+    """,
+    # Ledgers made by an earlier relocate lack `changes` (checked first, as above).
+    """
+    DO $$
+    BEGIN
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_attribute
+            WHERE attrelid = 'relocate_pk_map'::regclass AND attname = 'changes'
+              AND NOT attisdropped
+        ) THEN
+            ALTER TABLE relocate_pk_map ADD COLUMN IF NOT EXISTS changes jsonb;
+        END IF;
+    END
+    $$
     """,
     # Overwritten rows by their target row: a rollback looks for later overwrites of the
     # rows it would restore or delete. Few rows (config rows); created only when missing,

@@ -245,6 +245,7 @@ class BatchWriter:
                 if i.kind != INSERTED
                 or i.slug is not None
                 or i.previous is not None
+                or i.changes
                 or i.new_pk != claimed[i.old_pk][0]
             ]
             if changed:
@@ -252,13 +253,15 @@ class BatchWriter:
                 # nested-loop plan over the whole model's ledger (1.2 s per batch at 50k).
                 cur.executemany(
                     "UPDATE relocate_pk_map SET new_pk = %s, kind = %s, slug = %s, "
-                    "previous = %s WHERE import_uuid = %s AND model = %s AND old_pk = %s",
+                    "previous = %s, changes = %s "
+                    "WHERE import_uuid = %s AND model = %s AND old_pk = %s",
                     [
                         (
                             i.new_pk,
                             i.kind,
                             i.slug,
                             Jsonb(i.previous) if i.previous is not None else None,
+                            Jsonb(i.changes) if i.changes else None,
                             settings.import_uuid,
                             model.name,
                             i.old_pk,

@@ -16,6 +16,7 @@ from relocate.db.handler import (
     WriteContext,
     find_existing,
     insert_row,
+    note_change,
     select_row,
     update_rows,
 )
@@ -69,6 +70,9 @@ class ApiTokenHandler(Handler):
         for column in changed:
             if values.get(column) is not None:
                 ctx.reserve(column, values[column])
+            note_change(
+                item, column, "regenerated", "a secret of the token is taken, or it has none"
+            )
         if had_token and "token" in changed and values.get("expires_at") is not None:
             # ApiToken.write_relocation_import (src/sentry/models/apitoken.py): a token
             # regenerated on a collision expires DEFAULT_EXPIRATION (30 days) from now.

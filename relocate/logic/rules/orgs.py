@@ -31,6 +31,7 @@ from relocate.db.handler import (
     insert_row,
     insert_side_effect,
     insert_side_effects,
+    note_change,
     record_side_effects,
     try_unique,
 )
@@ -290,7 +291,16 @@ class OrganizationHandler(Handler):
     resolves_uniques = (frozenset({"slug"}),)
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
-        item.values["slug"] = normalize_org_slug(item.values.get("slug"))
+        exported = item.values.get("slug")
+        item.values["slug"] = normalize_org_slug(exported)
+        if item.values["slug"] != exported:
+            note_change(
+                item,
+                "slug",
+                "renamed",
+                "normalised as Sentry's slugify does",
+                **{"from": exported, "to": item.values["slug"]},
+            )
 
     def _taken(self, ctx: WriteContext, slug: str) -> bool:
         if slug in RESERVED_ORG_SLUGS:
@@ -341,6 +351,15 @@ class OrganizationHandler(Handler):
                         "IntegrityError", f"no free organization slug derived from {base!r}"
                     )
                 if try_unique(ctx, lambda i=item, s=slug: self._insert(ctx, i, s)):
+                    if slug != base:
+                        note_change(
+                            item,
+                            "slug",
+                            "renamed",
+                            _why_renamed(base),
+                            **{"from": item.source.get("slug"), "to": slug},
+                            collides_with=_slug_owner(ctx, base),
+                        )
                     break
             else:
                 raise RowFailed("IntegrityError", f"organization slug {base!r} kept colliding")
@@ -388,6 +407,29 @@ class OrganizationHandler(Handler):
         insert_mappings(ctx, [item])
 
 
+def _why_renamed(slug: str) -> str:
+    if slug in RESERVED_ORG_SLUGS:
+        return "the slug is reserved by Sentry"
+    if slug.isdecimal():
+        return "an all-digit slug is always suffixed"
+    return "the slug is taken"
+
+
+def _slug_owner(ctx: WriteContext, slug: str) -> dict[str, Any] | None:
+    """The organization (else slug reservation) that holds ``slug``, case-insensitively."""
+    for table in ("sentry_organization", "sentry_organizationslugreservation"):
+        column = "id" if table == "sentry_organization" else "organization_id"
+        row = ctx.cur.execute(
+            sql.SQL("SELECT {}, slug FROM {} WHERE lower(slug) = lower(%s) LIMIT 1").format(
+                sql.Identifier(column), sql.Identifier(table)
+            ),
+            (slug,),
+        ).fetchone()
+        if row is not None:
+            return {"organization_id": row[0], "slug": row[1], "table": table}
+    return None
+
+
 class OrganizationMemberHandler(Handler):
     """``sentry.organizationmember``: inviter nulled when absent; member mappings."""
 
@@ -399,6 +441,7 @@ class OrganizationMemberHandler(Handler):
         if token and not ctx.is_free("token", token):
             item.values["token"] = secrets.token_hex(32)
             ctx.reserve("token", item.values["token"])
+            note_change(item, "token", "regenerated", "the token is taken")
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         copy_rows(ctx, items)
@@ -443,6 +486,7 @@ class UniqueValueHandler(Handler):
         item.values[self.column] = value
         if value is not None:
             ctx.reserve(self.column, value)
+        note_change(item, self.column, "regenerated", f"the {self.column} is taken")
 
 
 def org_auth_token(slug: str, url_prefix: str, region_url: str | None = None) -> str:
@@ -484,6 +528,12 @@ class OrgAuthTokenHandler(Handler):
                 ctx.scratch["url_prefix"] = target_url_prefix(ctx.cur)
             url = ctx.scratch["url_prefix"]
         token = org_auth_token(slug, url)
+        note_change(
+            item,
+            "token_hashed",
+            "regenerated",
+            "the token's hash is taken" if hashed else "the token has no hash",
+        )
         item.values["token_hashed"] = sha256_hex(token)
         item.values["token_last_characters"] = token[-4:]
         ctx.reserve("token_hashed", item.values["token_hashed"])

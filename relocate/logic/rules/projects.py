@@ -21,6 +21,7 @@ from relocate.db.handler import (
     WriteContext,
     copy_rows,
     insert_side_effects,
+    note_change,
     split_onto_existing,
     update_rows,
 )
@@ -146,6 +147,8 @@ class ProjectKeyHandler(Handler):
         for column in ("public_key", "secret_key"):
             value = item.values.get(column)
             if not value or not ctx.is_free(column, value):
+                why = f"the {column} is taken" if value else f"the {column} is empty"
+                note_change(item, column, "regenerated", why)
                 value = fresh_key()
                 ctx.reserve(column, value)
             item.values[column] = value
@@ -182,6 +185,7 @@ class MonitorHandler(Handler):
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         item.values["guid"] = str(uuid.uuid4())
+        note_change(item, "guid", "regenerated", "Sentry gives every imported monitor a new guid")
 
 
 class IncidentHandler(Handler):
@@ -191,6 +195,12 @@ class IncidentHandler(Handler):
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         if item.values.get("detection_uuid"):
             item.values["detection_uuid"] = str(uuid.uuid4())
+            note_change(
+                item,
+                "detection_uuid",
+                "regenerated",
+                "Sentry gives every imported incident a new detection uuid",
+            )
 
 
 def project_handlers() -> dict[str, Handler]:

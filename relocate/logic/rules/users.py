@@ -23,6 +23,7 @@ from relocate.db.handler import (
     find_existing,
     insert_row,
     insert_side_effects,
+    note_change,
     split_onto_existing,
     try_unique,
     update_rows,
@@ -135,6 +136,7 @@ class UserHandler(Handler):
             if existing is not None and ctx.settings.merge_users:
                 item.new_pk, item.kind = existing, EXISTING
                 return
+            item.changes.pop("username", None)
             if existing is not None:
                 # Sentry's rename (unique_db_instance) checks candidates
                 # case-insensitively.
@@ -146,6 +148,17 @@ class UserHandler(Handler):
                 if free is None:
                     raise RowFailed("IntegrityError", f"no free username derived from {original!r}")
                 item.values["username"] = free
+                owner = ctx.cur.execute(
+                    "SELECT username FROM auth_user WHERE id = %s", (existing,)
+                ).fetchone()
+                note_change(
+                    item,
+                    "username",
+                    "renamed",
+                    "the username is taken",
+                    **{"from": original, "to": free},
+                    collides_with={"id": existing, "username": owner[0] if owner else None},
+                )
             if try_unique(ctx, lambda: insert_row(ctx, item)):
                 return
         raise RowFailed("IntegrityError", f"username {original!r} kept colliding")
