@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class _ReadExportFn(beam.DoFn):
 
         source = open_source(path)
         self._progress = _ReadProgress(self._settings, source)
+        self._progress.export_size(path)
         try:
             head, stream = read_head(source)
             problem = input_kind_error(head, decrypting=self._decryption is not None)
@@ -116,6 +118,25 @@ class _ReadProgress:
         self._source = source
         self._poster = Poster(settings, "read") if settings is not None else None
         self._position = 0
+
+    def export_size(self, path: str) -> None:
+        """Records the export's size (kind ``export``), told here rather than by the
+        launcher: the worker reads the file anyway, with the credentials it needs (a
+        launcher asking Cloud Storage could wait minutes where it cannot reach it)."""
+        if self._poster is None:
+            return
+        size = None
+        try:
+            size = os.fstat(self._source.fileno()).st_size
+        except (AttributeError, OSError, ValueError):
+            try:
+                size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+            except Exception:  # noqa: BLE001 - a size is a nicety, never a failure
+                size = None
+        if size is not None:
+            from relocate.db.progress import post
+
+            post(self._poster.settings, "export", {0: (0, int(size))})
 
     def update(self, rows: int, final: bool = False) -> None:
         if self._poster is None:

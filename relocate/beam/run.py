@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import apache_beam as beam
@@ -16,7 +15,6 @@ from relocate.db.ddl import field_map
 from relocate.db.finish import ImportSummary, conclude_import
 from relocate.db.imports import holding_liveness, register_import, require_schema
 from relocate.db.ledger import LEDGER_DDL
-from relocate.db.progress import record_export_size
 from relocate.db.target import connect
 from relocate.io.digest import source_digest
 from relocate.logic.convert import build_layouts
@@ -64,24 +62,7 @@ def prepare_target(
         catalog = read_catalog(conn)
         conn.commit()
         register_import(conn, settings, source_digest=digest, detached=detached)
-        size = export_size(source) if source is not None else None
-        if size is not None:
-            record_export_size(conn, settings, size)
-            conn.commit()
     return catalog
-
-
-def export_size(source: str) -> int | None:
-    """The export's size in bytes (a local path or a URI Beam's FileSystems knows), or
-    None when it cannot be told (the progress display then shows bytes read alone)."""
-    try:
-        if "://" in source:
-            from apache_beam.io.filesystems import FileSystems
-
-            return int(FileSystems.match([source])[0].metadata_list[0].size_in_bytes)
-        return os.path.getsize(source)
-    except Exception:  # noqa: BLE001 - a size is a nicety, never a reason to fail
-        return None
 
 
 def build_pipeline(

@@ -7,7 +7,7 @@ some 20,000 rows for a 10M-row export), never a count over the ledger.
 
 Kinds (``kind``):
 
-* ``export``: the export's size in bytes, recorded by the launcher (stage 0);
+* ``export``: the export's size in bytes, recorded by the read step (stage 0);
 * ``read``: bytes of the export consumed (a delta of the source's position, so negative
   when a second pass rewinds it: an encrypted export is read twice) and rows read;
 * ``validated``: rows converted and validated, per stage: the stage's total to write;
@@ -58,15 +58,6 @@ def record_batch(
     )
 
 
-def record_export_size(conn: psycopg.Connection, settings: ImportSettings, size: int) -> None:
-    """Records the export's size for this run (the launcher knows it)."""
-    conn.execute(
-        "INSERT INTO relocate_progress (import_uuid, run_id, kind, bytes) "
-        "VALUES (%s, %s, 'export', %s)",
-        (settings.import_uuid, settings.run_id, size),
-    )
-
-
 def post(settings: ImportSettings, kind: str, counts: dict[int, tuple[int, int]]) -> bool:
     """Appends ``stage -> (rows, bytes)`` of ``kind`` through a short autocommit
     connection; best effort (progress never fails an import). Returns whether it did."""
@@ -106,7 +97,7 @@ class Poster:
         every: float = POST_EVERY,
         send: Callable[[ImportSettings, str, dict[int, tuple[int, int]]], bool] = post,
     ) -> None:
-        self._settings = settings
+        self.settings = settings
         self._kind = kind
         self._every = every
         self._send = send
@@ -121,7 +112,7 @@ class Poster:
 
     def flush(self) -> None:
         self._last = time.monotonic()
-        if self._pending and self._send(self._settings, self._kind, self._pending):
+        if self._pending and self._send(self.settings, self._kind, self._pending):
             self._pending = {}
 
 
