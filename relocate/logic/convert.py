@@ -80,6 +80,10 @@ class TableLayout:
     id_sequence: str | None
     self_references: tuple[str, ...] = ()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Shipped to every DoFn that writes or converts: the lookup is rebuilt there.
+        return {k: v for k, v in self.__dict__.items() if k != "by_field"}
+
     @cached_property
     def by_field(self) -> dict[str, ColumnLayout]:
         """Export field -> column (built once per layout, not once per row)."""

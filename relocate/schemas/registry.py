@@ -6,6 +6,7 @@ immutable and picklable, so a ``Registry`` can travel inside a DoFn to Dataflow 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -98,15 +99,21 @@ class Registry:
             excluded=tuple(sorted(raw.get("excluded", {}).items())),
         )
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        # One blob per registry, not its ~40 KB (and cached lookups) in every DoFn.
+    def __reduce__(self) -> tuple[Any, tuple]:
+        if self.__dict__.get("_packaged"):
+            # The registry committed with the package ships as a reference to it: every
+            # worker runs the launcher's package (Dataflow installs its sdist).
+            return (_packaged_registry, ())
+        # Any other: one blob, not its ~40 KB (and cached lookups) in every DoFn.
         return ship(self, Registry, (self.models, self.excluded))
 
     @classmethod
     def load(cls) -> Registry:
         """Loads the registry committed with the package."""
         text = resources.files("relocate.schemas").joinpath("registry.json").read_text("utf-8")
-        return cls.from_dict(json.loads(text))
+        registry = cls.from_dict(json.loads(text))
+        registry.__dict__["_packaged"] = True
+        return registry
 
     @cached_property
     def by_name(self) -> dict[str, ModelInfo]:
@@ -131,3 +138,9 @@ class Registry:
 
     def models_in_stage(self, stage: int) -> list[ModelInfo]:
         return [m for m in self.models if m.stage == stage]
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_registry() -> Registry:
+    """The packaged registry, loaded once per process (what a shipped reference means)."""
+    return Registry.load()

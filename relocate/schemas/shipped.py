@@ -9,6 +9,9 @@ pickles as one zlib-compressed blob, made once per object, and a process turns a
 blob back into the value once (``_unship``): every DoFn carrying the same bytes then
 shares one read-only value.
 
+The registry committed with the package ships as a reference to it instead
+(``Registry.__reduce__``): every worker runs the launcher's package.
+
 The cache is content-addressed, not state a DoFn relies on: a process that has not seen
 a blob builds the value from it.
 """
