@@ -169,11 +169,14 @@ class LocalCluster:
             (not under a 0700 home when running as root).
         port: the TCP port on 127.0.0.1; chosen freely when 0.
         durable: False for tests (fsync off); True for the embedded default.
+        settings: more server settings, ``(name, value)`` pairs given to the server as
+            ``-c name=value`` at every start (names and values from code, never input).
     """
 
     base_dir: Path
     port: int = 0
     durable: bool = True
+    settings: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         self.base_dir = Path(self.base_dir)
@@ -280,6 +283,7 @@ class LocalCluster:
         ]
         if not self.durable:
             opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        opts += [f"-c {name}={value}" for name, value in self.settings]
         self._run(
             [
                 f"{self.bindir}/pg_ctl",
