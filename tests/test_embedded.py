@@ -171,3 +171,11 @@ relocate local-db stop
         assert Path("/etc/passwd").read_text() == users_before  # no OS user was added
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_cluster_s_extra_settings_reach_its_server(pg_server):
+    # The suite's own server is started with autovacuum off (tests/conftest.py).
+    if os.environ.get("TEST_PG_DSN"):
+        pytest.skip("TEST_PG_DSN: the suite runs on a server it did not start")
+    assert query(pg_server, "SELECT current_setting('autovacuum')") == [("off",)]
+    assert query(pg_server, "SELECT current_setting('fsync')") == [("off",)]
