@@ -299,12 +299,20 @@ def test_import_tables_cover_models_side_effects_and_replicas():
 # Exactness: the plan is what the import then does, on a collision-rich target
 
 
+@pytest.fixture(scope="module")
+def snapshot_source(database_from, fixtures_dir) -> Iterator[str]:
+    """Sentry's 24.7.0 snapshot imported once for the module (the cases clone it)."""
+    with database_from(prefix="plan_src") as dsn:
+        assert import_export(dsn, "global", fixtures_dir / SNAPSHOT).code == 0
+        yield dsn
+
+
 @pytest.fixture
-def snapshot_target(db_dsn, fixtures_dir) -> str:
+def snapshot_target(database_from, snapshot_source) -> Iterator[str]:
     """A target already holding Sentry's 24.7.0 snapshot: every name, key, token and
     config row of the snapshot collides."""
-    assert import_export(db_dsn, "global", fixtures_dir / SNAPSHOT).code == 0
-    return db_dsn
+    with database_from(snapshot_source) as dsn:
+        yield dsn
 
 
 @pytest.mark.slow
