@@ -19,6 +19,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# As the CLI does (relocate/cli/main.py), before any test module loads gRPC: the tests
+# start clusters (initdb as another user: fork, not vfork) from processes holding gRPC
+# channels, and gRPC's fork handlers crashed such a child.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import psycopg
 import pytest
 

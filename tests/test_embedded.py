@@ -179,3 +179,28 @@ def test_a_cluster_s_extra_settings_reach_its_server(pg_server):
         pytest.skip("TEST_PG_DSN: the suite runs on a server it did not start")
     assert query(pg_server, "SELECT current_setting('autovacuum')") == [("off",)]
     assert query(pg_server, "SELECT current_setting('fsync')") == [("off",)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server user is switched only as root")
+def test_clusters_start_from_a_process_holding_grpc_channels():
+    # initdb and pg_ctl run as the server user (a fork, not a vfork): gRPC's fork handlers,
+    # on by default, used to run in that child and could crash it. The CLI turns them off.
+    code = (
+        "import relocate.cli.main, pathlib, shutil, tempfile\n"
+        "from relocate.testing.secret_manager_server import LocalSecretManagerServer\n"
+        "from relocate.db.secrets import read_secret\n"
+        "from relocate.db.localpg import LocalCluster\n"
+        "server = LocalSecretManagerServer().start()\n"
+        "server.add('projects/p/secrets/s', 'value')\n"
+        "endpoint = f'127.0.0.1:{server.port}'\n"
+        "assert read_secret('projects/p/secrets/s', endpoint=endpoint) == 'value'\n"
+        "base = tempfile.mkdtemp(prefix='relocate-grpc-', dir='/tmp')\n"
+        "cluster = LocalCluster(pathlib.Path(base), durable=False)\n"
+        "cluster.init(); cluster.start(); cluster.stop(mode='immediate')\n"
+        "shutil.rmtree(base)\n"
+        "server.stop()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "fork" not in done.stderr, done.stderr  # gRPC logs each fork its handlers see

@@ -12,8 +12,15 @@ Also ``relocate schema create``, ``relocate local-db start|stop`` and ``relocate
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import TextIO
+
+# Before anything loads gRPC (the Google clients, Beam's runners): relocate forks only to
+# exec (initdb, pg_ctl, pg_dump, Beam's worker processes), and gRPC's fork handlers, on by
+# default, ran in such a child of a process holding Secret Manager or KMS channels and
+# crashed it (a scratch cluster's initdb died of SIGSEGV). An explicit setting is kept.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from relocate.cli.commands import local_db_command, rollback_command, schema_command
 from relocate.cli.common import INTERRUPTED, UsageError, was_interrupted
