@@ -186,7 +186,7 @@ def empty_db_dsn(pg_server: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def schema_databases(pg_server: str, template_dsn: str) -> Iterator[DatabasePool]:
     """Clones of the template, made ahead of need (``tests/dbpool.py``)."""
-    pool = DatabasePool(pg_server, TEMPLATE_DB, "t")
+    pool = DatabasePool(pg_server, TEMPLATE_DB, "t_pool")  # its own names: `_database` counts "t_"
     try:
         yield pool
     finally:

@@ -285,3 +285,19 @@ def chunks(dsn: str, model: str) -> list[dict]:
                 )
             )
     return out
+
+
+def project_name_taken(dsn: str) -> None:
+    """A unique index on project names, and a project already named ``api`` in another
+    organization: a constraint the export cannot be checked against before the writes,
+    so the stage of projects fails at write time."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE UNIQUE INDEX project_name_everywhere ON sentry_project (name)")
+        conn.execute(
+            "INSERT INTO sentry_organization (id, name, slug, status, date_added, default_role,"
+            " flags, is_test) VALUES (900, 'other', 'other', 0, now(), 'member', 0, false)"
+        )
+        conn.execute(
+            "INSERT INTO sentry_project (id, slug, name, organization_id, public, date_added,"
+            " status, flags) VALUES (900, 'api', 'api', 900, false, now(), 0, 0)"
+        )

@@ -21,7 +21,18 @@ from typing import Any
 import psycopg
 import pytest
 
-from .helpers import TS, import_export, member, option, query, row, scalar, user, write_export
+from .helpers import (
+    TS,
+    import_export,
+    member,
+    option,
+    project_name_taken,
+    query,
+    row,
+    scalar,
+    user,
+    write_export,
+)
 
 TABLES_AFTER_A_FINDING = (
     "auth_user",
@@ -378,16 +389,7 @@ def test_16_01_write_time_failure_says_what_the_target_holds(db_dsn: str, tmp_pa
     """A unique index the export cannot be checked against (a project name already taken in
     the target) fails stage 3 at write time: the message lists the stages and models that
     were committed, and how to resume or roll back."""
-    with psycopg.connect(db_dsn, autocommit=True) as conn:
-        conn.execute("CREATE UNIQUE INDEX project_name_everywhere ON sentry_project (name)")
-        conn.execute(
-            "INSERT INTO sentry_organization (id, name, slug, status, date_added, default_role,"
-            " flags, is_test) VALUES (900, 'other', 'other', 0, now(), 'member', 0, false)"
-        )
-        conn.execute(
-            "INSERT INTO sentry_project (id, slug, name, organization_id, public, date_added,"
-            " status, flags) VALUES (900, 'api', 'api', 900, false, now(), 0, 0)"
-        )
+    project_name_taken(db_dsn)
     rows = tenant()
     run = import_export(db_dsn, "organizations", write_export(tmp_path / "export.json", rows))
     assert run.code == 1

@@ -22,6 +22,7 @@ from relocate.db.progress import Snapshot, read_snapshot
 
 from .helpers import (
     import_export,
+    project_name_taken,
     query,
     row,
     run_cli,
@@ -139,11 +140,19 @@ def test_silent_prints_nothing(db_dsn: str, tmp_path: Path, plain_progress: None
 
 
 @pytest.mark.slow
-def test_a_batch_rolled_back_by_a_fault_is_not_counted(
-    db_dsn: str, tmp_path: Path, plain_progress: None
+@pytest.mark.parametrize(
+    "fault",
+    [
+        # The first attempt writes its rows, then fails before its commit; the retry
+        # writes them again.
+        "in-transaction:sentry.project:1",
+        # The batch commits, then fails; its retry finds every row claimed.
+        "after-commit:sentry.team:1",
+    ],
+)
+def test_a_batch_retried_after_a_fault_is_counted_once(
+    db_dsn: str, tmp_path: Path, plain_progress: None, fault: str
 ) -> None:
-    """The first attempt of a batch writes its rows, then fails before its commit; the
-    retry writes them again: counted once."""
     src = generated(tmp_path, 1500)
     import_uuid = uuid.uuid4().hex
     marker = tmp_path / "fault"
@@ -156,34 +165,10 @@ def test_a_batch_rolled_back_by_a_fault_is_not_counted(
         "--batch-size",
         "100",
         "--inject-fault",
-        f"in-transaction:sentry.project:1:{marker}",
+        f"{fault}:{marker}",
     )
     assert run.code == 0, run.err
     assert marker.exists()  # the fault fired
-    assert progress_sums(db_dsn, import_uuid, "written") == ledger_counts(db_dsn, import_uuid)
-
-
-@pytest.mark.slow
-def test_a_batch_committed_before_a_fault_is_counted_once(
-    db_dsn: str, tmp_path: Path, plain_progress: None
-) -> None:
-    """The batch commits, then fails; its retry finds every row claimed: counted once."""
-    src = generated(tmp_path, 1500)
-    import_uuid = uuid.uuid4().hex
-    marker = tmp_path / "fault"
-    run = import_export(
-        db_dsn,
-        "organizations",
-        src,
-        "--import-uuid",
-        import_uuid,
-        "--batch-size",
-        "100",
-        "--inject-fault",
-        f"after-commit:sentry.team:1:{marker}",
-    )
-    assert run.code == 0, run.err
-    assert marker.exists()
     assert progress_sums(db_dsn, import_uuid, "written") == ledger_counts(db_dsn, import_uuid)
 
 
@@ -191,25 +176,10 @@ def test_a_batch_committed_before_a_fault_is_counted_once(
 # A failed import, its status, and its resume
 
 
-def _project_name_taken(dsn: str) -> None:
-    """A unique index the export cannot be checked against: stage 3 fails at write time
-    (tests/test_hostile_constraints.py)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE UNIQUE INDEX project_name_everywhere ON sentry_project (name)")
-        conn.execute(
-            "INSERT INTO sentry_organization (id, name, slug, status, date_added, default_role,"
-            " flags, is_test) VALUES (900, 'other', 'other', 0, now(), 'member', 0, false)"
-        )
-        conn.execute(
-            "INSERT INTO sentry_project (id, slug, name, organization_id, public, date_added,"
-            " status, flags) VALUES (900, 'api', 'api', 900, false, now(), 0, 0)"
-        )
-
-
 def test_a_failed_import_its_status_and_its_resume(
     db_dsn: str, tmp_path: Path, plain_progress: None
 ) -> None:
-    _project_name_taken(db_dsn)
+    project_name_taken(db_dsn)
     src = write_export(tmp_path / "export.json", tenant())
     import_uuid = uuid.uuid4().hex
     run = import_export(db_dsn, "organizations", src, "--import-uuid", import_uuid)

@@ -60,6 +60,24 @@ def target_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def check_output_flags(*flags: tuple[str, str | None]) -> None:
+    """Checks that every given output path (``(flag, path)``; None: not given) can be
+    written, before anything is: an output found unwritable only once every row is
+    committed invites a rerun that imports everything twice.
+
+    Raises:
+        UsageError: naming the flag and why its path cannot be written.
+    """
+    from relocate.io.outputs import OutputPathError, check_output
+
+    for flag, path in flags:
+        if path:
+            try:
+                check_output(path)
+            except OutputPathError as exc:
+                raise UsageError(f"{flag}: {exc}") from None
+
+
 def on_dataflow(beam_args: list[str]) -> bool:
     runner = ""
     for i, arg in enumerate(beam_args):

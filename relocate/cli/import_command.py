@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from relocate.cli.common import (
     INTERRUPTED,
     UsageError,
+    check_output_flags,
     interrupted_line,
     on_dataflow,
     parse_import_uuid,
@@ -59,29 +60,12 @@ def _usernames(args: argparse.Namespace) -> frozenset[str] | None:
 
 def run_import(args: argparse.Namespace, beam_args: list[str], out: TextIO, err: TextIO) -> int:
     """Runs ``relocate import <scope>``; returns the exit status."""
-    from relocate.io.outputs import (
-        OutputPathError,
-        check_output,
-        open_output,
-        write_findings,
-        write_report,
-    )
+    from relocate.io.outputs import open_output, write_findings, write_report
     from relocate.schemas.registry import Registry
 
     say = (lambda *a: None) if args.silent else (lambda *a: print(*a, file=err, flush=True))
     scope = args.scope
-    # Every output path is checked before anything is written: a report file that cannot
-    # be written, found only once every row is committed, invites a rerun without
-    # --import-uuid that imports everything twice.
-    for flag, path in (
-        ("--findings-file", args.findings_file),
-        ("--report-file", args.report_file),
-    ):
-        if path:
-            try:
-                check_output(path)
-            except OutputPathError as exc:
-                raise UsageError(f"{flag}: {exc}") from None
+    check_output_flags(("--findings-file", args.findings_file), ("--report-file", args.report_file))
     # Sentry truncates the findings file before anything else happens (a gs:// one is
     # created empty); the report file is written only at the end.
     findings_file = (

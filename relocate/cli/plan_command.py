@@ -12,7 +12,13 @@ import argparse
 from contextlib import ExitStack
 from typing import Any, TextIO
 
-from relocate.cli.common import UsageError, on_dataflow, parse_import_uuid, target_from_args
+from relocate.cli.common import (
+    UsageError,
+    check_output_flags,
+    on_dataflow,
+    parse_import_uuid,
+    target_from_args,
+)
 from relocate.cli.summary import format_finding, print_skips, print_summary
 from relocate.cli.terminal import terminal_safe
 
@@ -34,13 +40,7 @@ def plan_command(args: argparse.Namespace, beam_args: list[str], out: TextIO, er
     from relocate.cli.verify_command import decryption_from_args
     from relocate.db.scratch import scratch_copy
     from relocate.db.target import Target, connect
-    from relocate.io.outputs import (
-        OutputPathError,
-        check_output,
-        open_output,
-        write_findings,
-        write_report,
-    )
+    from relocate.io.outputs import open_output, write_findings, write_report
     from relocate.schemas.registry import Registry
 
     say = (lambda *a: None) if args.silent else (lambda *a: print(*a, file=err, flush=True))
@@ -49,16 +49,11 @@ def plan_command(args: argparse.Namespace, beam_args: list[str], out: TextIO, er
             "relocate plan runs the import on a scratch copy of the target on this machine: "
             "it takes no --runner=DataflowRunner and no --detach"
         )
-    for flag, path in (
+    check_output_flags(
         ("--findings-file", args.findings_file),
         ("--report-file", args.report_file),
         ("--plan-file", args.plan_file),
-    ):
-        if path:
-            try:
-                check_output(path)
-            except OutputPathError as exc:
-                raise UsageError(f"{flag}: {exc}") from None
+    )
     target = target_from_args(args)
     decryption = decryption_from_args(args)
     import_uuid = parse_import_uuid(args.import_uuid)
