@@ -6,8 +6,8 @@ from typing import Any
 
 import apache_beam as beam
 import psycopg
-from apache_beam.options.pipeline_options import PipelineOptions
 
+from relocate.beam.options import ImportOptions
 from relocate.beam.pipeline import ImportOutputs, ImportPlan, build
 from relocate.db.catalog import read_catalog
 from relocate.db.constraints import drop_run_staging, plan_constraints
@@ -100,7 +100,7 @@ def build_pipeline(
     args = list(beam_args or [])
     if not any(a.startswith("--runner") for a in args):
         args.insert(0, "--runner=FnApiRunner")
-    pipeline = beam.Pipeline(options=PipelineOptions(args))
+    pipeline = beam.Pipeline(options=ImportOptions(args))
     build(pipeline, plan)
     return pipeline
 
