@@ -323,9 +323,10 @@ class OrganizationHandler(Handler):
         taken = set(RESERVED_ORG_SLUGS) | {
             r[0]
             for r in ctx.cur.execute(
-                "SELECT lower(slug) FROM sentry_organization WHERE lower(slug) = ANY(%s) "
+                "SELECT lower(slug) FROM sentry_organization "
+                "WHERE lower(slug) IN (SELECT unnest(%s::text[])) "
                 "UNION SELECT lower(slug) FROM sentry_organizationslugreservation "
-                "WHERE lower(slug) = ANY(%s)",
+                "WHERE lower(slug) IN (SELECT unnest(%s::text[]))",
                 (keys, keys),
             )
         }

@@ -109,10 +109,14 @@ class UserHandler(Handler):
             "FROM unnest(%s::text[]) AS k ORDER BY 1) AS t",
             (USERNAME_LOCK_CLASS, USERNAME_LOCK_BUCKETS - 1, keys),
         ).fetchall()
+        # IN (SELECT unnest(...)), not = ANY(...): once psycopg prepares the statement,
+        # the generic plan compares every user with every key of the batch (0.5 s per batch
+        # at 66k users); the semi-join hashes the keys.
         taken = {
             r[0]
             for r in ctx.cur.execute(
-                "SELECT lower(username) FROM auth_user WHERE lower(username) = ANY(%s::text[])",
+                "SELECT lower(username) FROM auth_user "
+                "WHERE lower(username) IN (SELECT unnest(%s::text[]))",
                 (keys,),
             )
         }
@@ -293,8 +297,8 @@ def pg_lower(ctx: WriteContext, values: list[str]) -> list[str]:
 def _email_ids(ctx: WriteContext, keys: list[str]) -> dict[str, int]:
     """Lower-cased address -> id of the Email rows that hold one of ``keys``."""
     rows = ctx.cur.execute(
-        "SELECT lower(email), min(id) FROM sentry_email WHERE lower(email) = ANY(%s::text[]) "
-        "GROUP BY lower(email)",
+        "SELECT lower(email), min(id) FROM sentry_email "
+        "WHERE lower(email) IN (SELECT unnest(%s::text[])) GROUP BY lower(email)",
         (keys,),
     )
     return dict(rows.fetchall())
