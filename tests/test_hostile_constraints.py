@@ -487,8 +487,8 @@ def test_16_01_constraints_of_the_target_catalog_are_checked(
 
 
 def test_16_01_staging_tables_are_dropped(db_dsn: str, tmp_path: Path) -> None:
-    """The run's staging tables are gone after a clean import, after a finding, and after
-    a pipeline that fails once rows were staged (an export cut short)."""
+    """The run's staging and held tables are gone after a clean import, after a finding,
+    and after a pipeline that fails once rows were staged (an export cut short)."""
     cut = tmp_path / "cut.json"
     text = json.dumps([user(pk, f"user{pk}") for pk in range(1, 3001)])
     cut.write_text(text[: len(text) - 200])
@@ -503,5 +503,9 @@ def test_16_01_staging_tables_are_dropped(db_dsn: str, tmp_path: Path) -> None:
             assert run.code != 0 and "Traceback" not in run.err, run.err
         else:
             assert run.code == code, run.err
-        left = query(db_dsn, "SELECT relname FROM pg_class WHERE relname LIKE 'relocate_check%'")
+        left = query(
+            db_dsn,
+            "SELECT relname FROM pg_class WHERE relname LIKE 'relocate_check%' "
+            "OR relname LIKE 'relocate_held%'",
+        )
         assert left == [], (src.name, left)

@@ -1,10 +1,17 @@
-"""``CheckConstraints``: the target's CHECK and unique constraints over the whole export.
+"""``StageConverted``: converted batches go to the target, checked and held there.
 
-Thin over ``relocate.db.constraints``: one DoFn stages each converted batch's constrained
-columns in the run's staging tables (a batch at a time, so nothing accumulates), then one
-step, once every batch is staged, asks PostgreSQL for the rows that break a constraint
-and drops the staging tables. Its findings join the validation findings, so they hold
-back every write (gate 0).
+Thin over ``relocate.db.constraints`` and ``relocate.db.held``. One DoFn, on one
+connection (one slot under ``--max-db-connections``), takes each converted batch:
+
+* its constrained columns go into the run's staging tables. Once every batch is staged,
+  one step asks PostgreSQL for the rows that break the target's CHECK and unique
+  constraints, and drops the staging tables. These findings join the validation findings,
+  so they hold back every write (gate 0);
+* the whole batch goes into the run's held table, and a ``(model, id)`` reference takes
+  its place in Beam: the rows wait for their stage in the target, not in the runner's
+  memory.
+
+A batch at a time, so nothing accumulates.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 
@@ -21,10 +28,12 @@ from relocate.beam.gate import trigger
 from relocate.beam.write import _PostgresFn, connect
 from relocate.db.constraints import ModelConstraints, drop_staging, find_violations, stage_rows
 from relocate.db.handler import Finding
+from relocate.db.held import hold
 from relocate.logic.convert import PackedBatch
 from relocate.logic.settings import ImportSettings
 
 FINDINGS = "findings"
+STAGED = "staged"
 
 log = logging.getLogger("relocate.constraints")
 
@@ -42,13 +51,14 @@ class _StageFn(_PostgresFn):
         self._created: set[str] = set()
 
     def process(self, batch: PackedBatch) -> Iterator[Any]:
+        conn = self.connection()
         plan = self._plans.get(batch[0])
-        if plan is None:
-            return
-        staged, findings = stage_rows(self.connection(), plan, batch, self._created)
-        for finding in findings:
-            yield beam.pvalue.TaggedOutput(FINDINGS, finding)
-        yield staged
+        if plan is not None:
+            staged, findings = stage_rows(conn, plan, batch, self._created)
+            for finding in findings:
+                yield beam.pvalue.TaggedOutput(FINDINGS, finding)
+            yield beam.pvalue.TaggedOutput(STAGED, staged)
+        yield hold(conn, self._settings.run_id, batch)
 
     def finish_bundle(self) -> None:
         self.release_connection()
@@ -96,9 +106,18 @@ class _DropStagingFn(beam.DoFn):
         return iter(())
 
 
+class StagedBatches(NamedTuple):
+    """What ``StageConverted`` returns."""
+
+    #: Per input: ``(model, id)`` references to the held batches (``relocate.db.held``).
+    held: tuple[beam.PCollection, ...]
+    #: The rows that break a constraint, and the values the columns' types reject.
+    findings: beam.PCollection
+
+
 @dataclass(eq=False)
-class CheckConstraints(beam.PTransform):
-    """Converted batches in (a tuple of PCollections), ValidationError findings out.
+class StageConverted(beam.PTransform):
+    """Converted batches in (a tuple of PCollections); held references and findings out.
 
     Each input is staged by a step of its own, fused with the step that converted it: a
     Flatten first would make the local runner hold a second copy of every converted row.
@@ -110,20 +129,23 @@ class CheckConstraints(beam.PTransform):
     def __post_init__(self) -> None:
         super().__init__()
 
-    def expand(self, parts: tuple[beam.PCollection, ...]) -> beam.PCollection:
-        counts, findings = [], []
+    def expand(self, parts: tuple[beam.PCollection, ...]) -> StagedBatches:  # type: ignore[override]
+        held, counts, findings = [], [], []
         for index, batches in enumerate(parts):
             staged = batches | f"Stage{index}" >> beam.ParDo(
                 _StageFn(self.settings, self.plans)
-            ).with_outputs(FINDINGS, main="staged")
-            counts.append(staged.staged)
+            ).with_outputs(FINDINGS, STAGED, main="held")
+            held.append(staged.held)
+            counts.append(staged[STAGED])
             findings.append(staged[FINDINGS])
-        pipeline = parts[0].pipeline
-        # Side inputs one by one: a Flatten read as a side input is a stage of its own.
-        violations = trigger(pipeline, "Trigger") | "Violations" >> beam.ParDo(
-            _ViolationsFn(self.settings, self.plans), *map(beam.pvalue.AsIter, counts)
-        )
-        _ = trigger(pipeline, "DropTrigger") | "DropStaging" >> beam.ParDo(
-            _DropStagingFn(self.settings, self.plans), beam.pvalue.AsIter(violations)
-        )
-        return (*findings, violations) | "Findings" >> beam.Flatten()
+        if self.plans:
+            pipeline = parts[0].pipeline
+            # Side inputs one by one: a Flatten read as a side input is a stage of its own.
+            violations = trigger(pipeline, "Trigger") | "Violations" >> beam.ParDo(
+                _ViolationsFn(self.settings, self.plans), *map(beam.pvalue.AsIter, counts)
+            )
+            _ = trigger(pipeline, "DropTrigger") | "DropStaging" >> beam.ParDo(
+                _DropStagingFn(self.settings, self.plans), beam.pvalue.AsIter(violations)
+            )
+            findings.append(violations)
+        return StagedBatches(tuple(held), tuple(findings) | "Findings" >> beam.Flatten())

@@ -1,4 +1,4 @@
-"""The import pipeline: read -> admit -> convert -> stage 1..N writes -> finish.
+"""The import pipeline: read -> admit -> convert -> stage -> stage 1..N writes -> finish.
 
 ::
 
@@ -6,9 +6,10 @@
     filters   = ResolveFilters(rows)                  # org/user allow-lists, a side input
     admitted  = AdmitRows(rows, filters)              # scope and filters; skips reported
     converted = ConvertRows(admitted)                 # columns, types, Sentry validation
-    violations = CheckConstraints(converted)          # CHECKs, keys repeated in the file
+    held, violations = StageConverted(converted)      # CHECKs, keys repeated in the file;
+                                                      # batches held in the target
     gate[0]   = findings + violations                 # any finding: nothing is written
-    gate[k]   = gate[k-1] + WriteStage(k, rows of stage k, gate[k-1])  # its failed batches
+    gate[k]   = gate[k-1] + WriteStage(k, held batches of stage k, gate[k-1])  # failures
     Finish(gate[N])                                   # sequences, chunk records
 
 Rows cross Beam in batches of one model, ``(model, [row tuple, ...])``: Beam's cost is per
@@ -38,7 +39,7 @@ from relocate.beam.admit import (
     ResolveFilters,
     bad_row_finding,
 )
-from relocate.beam.constraints import CheckConstraints
+from relocate.beam.constraints import StageConverted
 from relocate.beam.gate import any_failed, trigger, wait_for
 from relocate.beam.read import BAD, ReadExport, rows_of
 from relocate.beam.write import WriteReports, WriteStage, connect
@@ -120,12 +121,14 @@ class _FinishFn(beam.DoFn):
         """Yields 1 when the import failed, else finishes it and yields 0 (one element
         either way: a detached import's conclusion runs on it)."""
         del reports  # only waited for
-        if any_failed(gate):
-            yield 1
-            return
         from relocate.db.finish import finish_import
+        from relocate.db.held import drop_held
 
         with connect(self._plan.settings) as conn:
+            drop_held(conn, self._plan.settings.run_id)  # every stage has written
+            if any_failed(gate):
+                yield 1
+                return
             finish_import(conn, self._plan.settings, self._plan.registry)
         yield 0
 
@@ -217,18 +220,19 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
         findings_parts += [admit[FINDINGS], conv[FINDINGS]]
         skipped_parts += [admit[SKIPPED], conv[SKIPPED]]
         converted_parts.append(conv.converted)
-        by_stage = conv.converted | f"{prefix}ByStage" >> beam.Partition(
-            lambda batch, n: stage_of[batch[0]], n_stages
+
+    # Each converted batch goes to the target: what only the whole export shows (CHECK
+    # constraints, keys repeated within the file) is checked before the gate, so a
+    # finding still means nothing was written; the batch itself waits there for its
+    # stage, and Beam carries a reference (relocate.db.held).
+    staged = tuple(converted_parts) | "Constraints" >> StageConverted(settings, plan.constraints)
+    findings_parts.append(staged.findings)
+    for prefix, held in zip(("", "LookedUp"), staged.held, strict=True):
+        by_stage = held | f"{prefix}ByStage" >> beam.Partition(
+            lambda ref, n: stage_of[ref[0]], n_stages
         )
         for index in range(n_stages):
             stage_parts[index].append(by_stage[index])
-
-    if plan.constraints:
-        # What only the whole export shows (CHECK constraints, keys repeated within the
-        # file) is checked before the gate too: a finding still means nothing was written.
-        findings_parts.append(
-            tuple(converted_parts) | "Constraints" >> CheckConstraints(settings, plan.constraints)
-        )
     findings = tuple(findings_parts) | "AllFindings" >> beam.Flatten()
     reports = (
         (*skipped_parts, findings | "FindingEntries" >> beam.Map(_finding_entry))

@@ -13,6 +13,7 @@ from relocate.db.catalog import read_catalog
 from relocate.db.constraints import drop_run_staging, plan_constraints
 from relocate.db.ddl import field_map
 from relocate.db.finish import ImportSummary, conclude_import
+from relocate.db.held import create_held, drop_held
 from relocate.db.imports import holding_liveness, register_import, require_schema
 from relocate.db.ledger import LEDGER_DDL
 from relocate.db.target import connect
@@ -62,6 +63,7 @@ def prepare_target(
         catalog = read_catalog(conn)
         conn.commit()
         register_import(conn, settings, source_digest=digest, detached=detached)
+        create_held(conn, settings.run_id)
     return catalog
 
 
@@ -165,10 +167,12 @@ def _set_status(settings: ImportSettings, status: str) -> None:
 
 
 def _drop_staging(settings: ImportSettings) -> None:
-    """Drops the staging tables of a run whose pipeline failed (relocate.db.constraints)."""
+    """Drops the staging and held tables of a run whose pipeline failed
+    (relocate.db.constraints, relocate.db.held)."""
     try:
         with connect(settings) as conn:
             drop_run_staging(conn, settings.run_id)
+            drop_held(conn, settings.run_id)
     except psycopg.Error:
         pass  # the database may be what failed; the tables are UNLOGGED scratch then
 

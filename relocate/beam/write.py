@@ -23,10 +23,11 @@ from apache_beam.transforms.window import GlobalWindows
 from relocate.beam.gate import any_failed, wait_for
 from relocate.db.connection_cap import Backoff, open_connection
 from relocate.db.faults import InjectedFault
+from relocate.db.held import HeldRef, take
 from relocate.db.sink import BatchResult, BatchWriter, write_reports
 from relocate.db.target import TargetLike
 from relocate.db.target import connect as open_target
-from relocate.logic.convert import Converted, PackedBatch, TableLayout, unpack_converted
+from relocate.logic.convert import Converted, TableLayout, unpack_converted
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
 
@@ -111,11 +112,12 @@ class _WriteStageFn(_PostgresFn):
         self._buffers: dict[str, list[Converted]] = {}
         self._failed: bool | None = None
 
-    def process(self, batch: PackedBatch, *gate: Iterable[Any]) -> Iterator[int]:
+    def process(self, ref: HeldRef, *gate: Iterable[Any]) -> Iterator[int]:
         if self._failed is None:
             self._failed = any_failed(gate)
         if self._failed:
             return  # an earlier finding or failed batch aborted the import
+        batch = take(self.connection(), self._settings.run_id, ref)
         model = batch[0]
         buffer = self._buffers.setdefault(model, [])
         buffer.extend(unpack_converted(batch))
