@@ -14,7 +14,7 @@ old pk -> new pk entries:
 
 Usage::
 
-    .venv/bin/python benchmarks/side_inputs.py --entries 100000,1000000 --lookups 20000
+    .venv/bin/python benchmarks/side_inputs.py --entries 100000,1000000 --lookups 5000
 """
 
 from __future__ import annotations
@@ -35,12 +35,10 @@ from typing import Any
 import apache_beam as beam
 import psycopg
 from apache_beam.options.pipeline_options import PipelineOptions
+from run import throwaway_cluster  # benchmarks/run.py, beside this script
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from relocate.db.ledger import LEDGER_DDL  # noqa: E402
-from relocate.db.localpg import LocalCluster  # noqa: E402
-from relocate.db.sink import load_lookup  # noqa: E402
+from relocate.db.ledger import LEDGER_DDL
+from relocate.db.sink import load_lookup
 
 BATCH = 500
 
@@ -144,26 +142,24 @@ def ledger(dsn: str, entries: int, lookups: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", default="100000,1000000")
-    parser.add_argument("--lookups", type=int, default=20000)
+    parser.add_argument("--lookups", type=int, default=5000)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    # Not under a 0700 home: the cluster directory must be reachable by the server user.
     base = Path(tempfile.mkdtemp(prefix="relocate-side-inputs-", dir="/tmp"))
-    os.chmod(base, 0o755)  # the server may run as another user (as root)
-    cluster = LocalCluster(base / "pg", durable=False)
-    cluster.init()
-    cluster.start()
+    os.chmod(base, 0o755)
     report: dict[str, Any] = {"lookups": args.lookups, "batch": BATCH, "sizes": {}}
     try:
-        for entries in (int(n) for n in args.entries.split(",")):
-            row = {
-                "as_dict": as_dict(entries),
-                "as_multimap": as_multimap(entries, args.lookups),
-                "ledger": ledger(cluster.dsn(), entries, args.lookups),
-            }
-            report["sizes"][entries] = row
-            print(f"{entries:>11,} entries: {json.dumps(row)}", flush=True)
+        with throwaway_cluster(base) as cluster:
+            for entries in (int(n) for n in args.entries.split(",")):
+                row = {
+                    "as_dict": as_dict(entries),
+                    "as_multimap": as_multimap(entries, args.lookups),
+                    "ledger": ledger(cluster.dsn(), entries, args.lookups),
+                }
+                report["sizes"][entries] = row
+                print(f"{entries:>11,} entries: {json.dumps(row)}", flush=True)
     finally:
-        cluster.stop(mode="immediate")
         shutil.rmtree(base, ignore_errors=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")

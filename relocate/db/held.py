@@ -29,7 +29,9 @@ HELD_PREFIX = "relocate_held_"
 #: A held batch as it crosses Beam: (model, id in the run's held table).
 HeldRef = tuple[str, int]
 
-#: The classes a held batch may contain (what ``relocate.logic.values.coerce`` returns).
+#: The only classes a held batch may name besides the builtins pickle needs no lookup for.
+#: Conversion yields builtins today (the reader parses floats as float; timestamps, dates
+#: and UUIDs stay text); these plain value types are a margin, and nothing else may load.
 _ALLOWED = {
     ("datetime", "datetime"),
     ("datetime", "date"),
