@@ -308,15 +308,15 @@ def test_16_07_an_import_whose_rows_were_wiped_fails(
     key = slot_key(running)
     try:
         # Let it write until it has committed rows, then take the slot back between two
-        # bundles: its writers wait again, with nothing open.
+        # bundles: its writers wait again, with nothing open. A blocking request queues,
+        # and PostgreSQL grants it when the writer lets go of the slot at the end of its
+        # bundle, before the writer's next try (which does not queue).
         slot.execute("SELECT pg_advisory_unlock(%s, 0)", (key,))
-        while True:
-            if slot.execute("SELECT pg_try_advisory_lock(%s, 0)", (key,)).fetchone()[0]:
-                if ledger_rows(db_dsn, running):
-                    break
-                slot.execute("SELECT pg_advisory_unlock(%s, 0)", (key,))
+        while not ledger_rows(db_dsn, running):
             assert proc.poll() is None, finish(proc)
-            time.sleep(0.002)
+            time.sleep(0.005)
+        slot.execute("SELECT pg_advisory_lock(%s, 0)", (key,))
+        assert proc.poll() is None, "the import ended before the slot was taken back"
         assert status(db_dsn, running) == "running"
         wiper = uuid.uuid4().hex
         with psycopg.connect(db_dsn) as conn:
