@@ -476,6 +476,24 @@ def test_behaviour_41_legacy_alert_rule_owners(db_dsn, tmp_path):
                       ("rule 3", None, None), ("rule 4", None, None)]
 
 
+def test_behaviour_41_only_batches_with_a_legacy_owner_wait_for_the_actors():
+    """Waiting for the actors means the runner holds the batch until the whole export is
+    read: only a batch with a row that has a legacy ``owner`` takes that path."""
+    from relocate.beam.pipeline import needs_export_lookups
+    from relocate.io.export_reader import Row
+
+    def batch(model, *owners):
+        return model, [tuple(Row(model, i, i, {"owner": o, "name": "r"}))
+                       for i, o in enumerate(owners)]
+
+    no_users: dict[str, tuple[str, ...]] = {}
+    assert not needs_export_lookups(batch("sentry.alertrule", None, None), no_users)
+    assert not needs_export_lookups(batch("sentry.rule", None), no_users)
+    assert needs_export_lookups(batch("sentry.alertrule", None, 50), no_users)
+    assert needs_export_lookups(batch("sentry.rule", "not a pk"), no_users)  # a finding there
+    assert not needs_export_lookups(batch("sentry.project", 50), no_users)
+
+
 def test_behaviour_44_import_twice_global_then_org_and_config(db_dsn, fixtures_dir, tmp_path):
     src = fixtures_dir / "release-snapshots" / "test_at_24_7_0.json"
     assert import_export(db_dsn, "global", src).code == 0

@@ -46,8 +46,8 @@ from relocate.beam.write import WriteReports, WriteStage, connect
 from relocate.db.constraints import ModelConstraints
 from relocate.io.export_reader import Row
 from relocate.logic.admission import (
-    LEGACY_OWNER_FIELDS,
     actor_owner,
+    has_legacy_owner,
     has_natural_user_refs,
     user_fk_fields,
     username_pk,
@@ -159,16 +159,16 @@ class _ConcludeFn(beam.DoFn):
 def needs_export_lookups(
     batch: tuple[str, list[tuple]], user_fields: dict[str, tuple[str, ...]]
 ) -> bool:
-    """Whether a batch must wait for lookups over the whole export: the models with a
-    legacy ``owner`` (the actors), and a batch naming a user by natural key (the
-    usernames of the export's users)."""
+    """Whether a batch must wait for lookups over the whole export: a batch with a row
+    that names its owner by legacy actor (the actors), or a user by natural key (the
+    usernames of the export's users). Exports since Sentry 23.9 have neither."""
     model, elements = batch
-    if model in LEGACY_OWNER_FIELDS:
-        return True
     fields = user_fields.get(model)
-    return bool(fields) and any(
-        has_natural_user_refs(Row._make(e).fields, fields) for e in elements
-    )
+    for element in elements:
+        row = Row._make(element)
+        if has_legacy_owner(row) or (fields and has_natural_user_refs(row.fields, fields)):
+            return True
+    return False
 
 
 def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:

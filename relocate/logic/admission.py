@@ -205,6 +205,12 @@ def actor_owner(actor: Row) -> tuple[Any, Any]:
     return fields.get("user_id"), team
 
 
+def has_legacy_owner(row: Row) -> bool:
+    """Whether ``resolve_legacy_owner`` has anything to do with ``row``: a model with a
+    legacy owner, and an ``owner`` set (Sentry's exports since 23.9 have none)."""
+    return row.model in LEGACY_OWNER_FIELDS and row.fields.get("owner") is not None
+
+
 def _actor_pk(owner: int, field: str, value: Any) -> int | None:
     try:
         return coerce(value, "int:bigint")
