@@ -519,6 +519,27 @@ def run_and_kill(dsn: str, src: Path, import_uuid: str, point: KillPoint, floor:
     return {"killed": False, "exit": launched.proc.returncode, "err": err[-2000:]}
 
 
+def sessions_gone(dsn: str, timeout: float = 60) -> None:
+    """Waits until no other session is connected to ``dsn``'s database."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the killed import's sessions stayed"
+            time.sleep(0.05)
+
+
+def scratch_tables(dsn: str) -> list[tuple]:
+    """The held and staging tables in the target (relocate.db.run_tables)."""
+    return query(
+        dsn,
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND "
+        "(relname LIKE 'relocate\\_held\\_%' OR relname LIKE 'relocate\\_check\\_%')",
+    )
+
+
 @pytest.fixture(scope="module")
 def crash_export(workdir: Path) -> Path:
     return generate(workdir / "crash.json", CRASH_ROWS)
@@ -547,11 +568,14 @@ def test_killed_imports_resume_to_the_clean_result(
         kill = {"point": point.name, **run_and_kill(dsn, crash_export, import_uuid, point, floor)}
         FIGURES["kill_points_reached"] += kill["killed"]
         floor = max(floor, kill.get("ledger_rows", 0))
+        sessions_gone(dsn)  # the killed run's locks with them
         code, err = run_here(dsn, crash_export, import_uuid)
         kill["resume_exit"] = code
         dump = canonical_dump(dsn) if code == 0 else {}
         record(f"resume after kill at {point.name}", compare(reference, dump))
         problems = integrity(dsn)
+        if scratch_tables(dsn):  # the killed run's, dropped by the resume; its own
+            problems["scratch_tables_left"] = scratch_tables(dsn)
         if natural_duplicates(dsn) != duplicates:
             problems["natural_duplicates"] = [natural_duplicates(dsn), duplicates]
         kill["matched"] = code == 0 and dump == reference and not problems

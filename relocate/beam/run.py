@@ -16,6 +16,7 @@ from relocate.db.finish import ImportSummary, conclude_import
 from relocate.db.held import create_held, drop_held
 from relocate.db.imports import holding_liveness, register_import, require_schema
 from relocate.db.ledger import LEDGER_DDL
+from relocate.db.run_tables import drop_dead_run_tables, holding_run
 from relocate.db.target import connect
 from relocate.io.digest import source_digest
 from relocate.logic.convert import build_layouts
@@ -63,7 +64,8 @@ def prepare_target(
         catalog = read_catalog(conn)
         conn.commit()
         register_import(conn, settings, source_digest=digest, detached=detached)
-        create_held(conn, settings.run_id)
+        drop_dead_run_tables(conn)  # what killed runs left
+        create_held(conn, settings.run_id, settings.import_uuid)
     return catalog
 
 
@@ -137,6 +139,7 @@ def run_import(
     with (
         connect(settings, autocommit=True, application_name="relocate") as live,
         holding_liveness(live, settings.import_uuid),
+        holding_run(live, settings.run_id),
     ):
         pipeline = build_pipeline(
             source, settings, beam_args, decryption=decryption, registry=registry, outputs=outputs

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from relocate.db.run_tables import owner_comment
 from relocate.logic.convert import PackedBatch
 
 HELD_PREFIX = "relocate_held_"
@@ -67,13 +68,18 @@ def held_table(run_id: str) -> str:
     return f"{HELD_PREFIX}{uuid.UUID(run_id).hex}"
 
 
-def create_held(conn: psycopg.Connection, run_id: str) -> None:
-    """Creates the run's held table (UNLOGGED: scratch that a crash may lose with the run)."""
+def create_held(conn: psycopg.Connection, run_id: str, import_uuid: str) -> None:
+    """Creates the run's held table (UNLOGGED: scratch that a crash may lose with the run),
+    its comment naming the import (``relocate.db.run_tables``)."""
+    table = sql.Identifier(held_table(run_id))
     conn.execute(
         sql.SQL(
             "CREATE UNLOGGED TABLE IF NOT EXISTS {} "
             "(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload bytea NOT NULL)"
-        ).format(sql.Identifier(held_table(run_id)))
+        ).format(table)
+    )
+    conn.execute(
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(table, sql.Literal(owner_comment(import_uuid)))
     )
     conn.commit()
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from relocate.db.run_tables import drop_dead_run_tables
 from relocate.schemas.registry import Registry
 
 
@@ -245,4 +246,5 @@ def rollback_import(
             "WHERE import_uuid = %s",
             (import_uuid,),
         )
+    drop_dead_run_tables(conn)  # what killed runs of this import (or another) left
     return result

@@ -1,0 +1,100 @@
+"""A run's scratch tables in the target, and those that dead runs left behind.
+
+A run of an import keeps UNLOGGED tables in the target: its held batches
+(``relocate.db.held``: as large as the export's converted rows) and, until the constraint
+check is done, its staging tables (``relocate.db.constraints``). The run drops them when it
+ends, and its launcher does when the pipeline fails; a run that is killed leaves them. So
+every import start (and every rollback) drops the tables of the runs that are dead:
+
+* a run's launcher holds a session advisory lock keyed by the run's id for as long as it
+  runs (``holding_run``); a dead process's lock goes with its session. Whoever cleans up
+  tries the key (``pg_try_advisory_xact_lock``): success means the run is gone, and the
+  lock is kept until the cleanup commits;
+* a detached import's launcher exits once its job is submitted, so the tables of a run of
+  a detached import stay while that import is ``running`` (the job may still read them),
+  as a detached import counts as live for the Global wipe (``relocate.db.imports``).
+
+The held table's comment names the import it belongs to; a staging table belongs to the
+run whose id its name carries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+
+#: The names of a run's scratch tables: ``relocate_held_<run>``, ``relocate_check_<run>_<n>``.
+_RUN_TABLE = re.compile(r"relocate_(?:held_([0-9a-f]{32})|check_([0-9a-f]{32})_[0-9]+)")
+_COMMENT = re.compile(r"relocate import ([0-9a-f]{32})")
+
+
+def run_key(run_id: str) -> int:
+    """The advisory-lock key (signed 64-bit) a live run's launcher holds."""
+    digest = hashlib.sha256(b"relocate-run:" + uuid.UUID(run_id).bytes)
+    return int.from_bytes(digest.digest()[:8], "big", signed=True)
+
+
+def owner_comment(import_uuid: str) -> str:
+    """The comment on a run's held table: the import it belongs to."""
+    return f"relocate import {uuid.UUID(import_uuid).hex}"
+
+
+@contextmanager
+def holding_run(conn: psycopg.Connection, run_id: str) -> Iterator[None]:
+    """Holds the run's lock on ``conn`` (autocommit) until the block ends: its scratch
+    tables are not dropped by others while it is held."""
+    key = run_key(run_id)
+    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    try:
+        yield
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def drop_dead_run_tables(conn: psycopg.Connection) -> list[str]:
+    """Drops the scratch tables of the runs that are dead (see the module's docstring);
+    returns their names. Commits."""
+    runs: dict[str, list[str]] = {}
+    owners: dict[str, str] = {}
+    for name, comment in conn.execute(
+        "SELECT relname, obj_description(oid, 'pg_class') FROM pg_class "
+        "WHERE relkind = 'r' AND pg_table_is_visible(oid) "
+        "AND (starts_with(relname, 'relocate_held_') OR starts_with(relname, 'relocate_check_'))"
+    ).fetchall():
+        match = _RUN_TABLE.fullmatch(name)
+        if match is None:
+            continue
+        run = match.group(1) or match.group(2)
+        runs.setdefault(run, []).append(name)
+        owner = _COMMENT.fullmatch(comment or "")
+        if match.group(1) and owner:
+            owners[run] = owner.group(1)
+    detached_running = {
+        row[0].hex
+        for row in conn.execute(
+            "SELECT import_uuid FROM relocate_import WHERE status = 'running' "
+            "AND (flags ->> 'detached')::boolean IS TRUE"
+        )
+    }
+    dropped: list[str] = []
+    for run, names in sorted(runs.items()):
+        if owners.get(run) in detached_running:
+            continue
+        free = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (run_key(run),)).fetchone()
+        if not (free and free[0]):
+            continue  # its launcher runs
+        conn.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, sorted(names)))
+            )
+        )
+        dropped += sorted(names)
+    conn.commit()
+    return sorted(dropped)
