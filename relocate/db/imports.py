@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
+from relocate.db.advisory import holding_advisory_lock
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import IMPORT_SCOPES
 
@@ -65,19 +65,12 @@ def live_key(import_uuid: str) -> int:
     return int.from_bytes(digest.digest()[:8], "big", signed=True)
 
 
-@contextmanager
-def holding_liveness(conn: psycopg.Connection, import_uuid: str) -> Iterator[None]:
+def holding_liveness(conn: psycopg.Connection, import_uuid: str) -> AbstractContextManager[None]:
     """Holds the import's liveness lock on ``conn`` (autocommit) until the block ends.
 
     Waits while a Global wipe holds it (it is then deciding whether this import is live).
     """
-    key = live_key(import_uuid)
-    conn.execute("SELECT pg_advisory_lock_shared(%s)", (key,))
-    try:
-        yield
-    finally:
-        if not conn.closed and not conn.broken:
-            conn.execute("SELECT pg_advisory_unlock_shared(%s)", (key,))
+    return holding_advisory_lock(conn, live_key(import_uuid), shared=True)
 
 
 @dataclass(frozen=True)

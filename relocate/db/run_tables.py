@@ -23,11 +23,12 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import psycopg
 from psycopg import sql
+
+from relocate.db.advisory import holding_advisory_lock
 
 #: The names of a run's scratch tables: ``relocate_held_<run>``, ``relocate_check_<run>_<n>``.
 _RUN_TABLE = re.compile(r"relocate_(?:held_([0-9a-f]{32})|check_([0-9a-f]{32})_[0-9]+)")
@@ -45,17 +46,10 @@ def owner_comment(import_uuid: str) -> str:
     return f"relocate import {uuid.UUID(import_uuid).hex}"
 
 
-@contextmanager
-def holding_run(conn: psycopg.Connection, run_id: str) -> Iterator[None]:
+def holding_run(conn: psycopg.Connection, run_id: str) -> AbstractContextManager[None]:
     """Holds the run's lock on ``conn`` (autocommit) until the block ends: its scratch
     tables are not dropped by others while it is held."""
-    key = run_key(run_id)
-    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
-    try:
-        yield
-    finally:
-        if not conn.closed and not conn.broken:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    return holding_advisory_lock(conn, run_key(run_id))
 
 
 def drop_dead_run_tables(conn: psycopg.Connection) -> list[str]:
