@@ -707,6 +707,15 @@ LEGACY_CASES = {
 }  # fmt: skip
 
 
+def test_13_a_username_names_the_first_user_of_that_name():
+    """Two users of one name in an export: the natural key names the lowest pk."""
+    from relocate.logic.admission import first_pk_of_username
+
+    pairs = [("alice", 7), ("bob", 2), ("alice", 3), ("alice", 9)]
+    assert first_pk_of_username(pairs) == {"alice": 3, "bob": 2}
+    assert first_pk_of_username([]) == {}
+
+
 @pytest.mark.parametrize("scope", sorted(LEGACY_CASES))
 def test_13_legacy_natural_key_users_are_resolved(db_dsn, tmp_path, scope):
     """23.7.x's ``sentry export`` (src/sentry/runner/commands/backup.py) serialised with

@@ -9,7 +9,7 @@ report entries; rows that fail validation (in Admit: a value of the wrong shape)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from relocate.db.handler import Finding
 from relocate.io.export_reader import BadRow, Row
 from relocate.logic.admission import (
     Filters,
+    first_pk_of_username,
     member_user_pk,
     org_pks_with_slugs,
     resolve_legacy_owner,
@@ -126,17 +127,22 @@ class _AdmitFn(beam.DoFn):
     def __post_init__(self) -> None:
         super().__init__()
 
+    def start_bundle(self) -> None:
+        self._usernames: dict[str, int] | None = None  # built once per bundle, if needed
+
     def process(
         self,
         batch: tuple[str, list[tuple]],
         filters: Filters | None = None,
         actors: dict | None = None,
-        usernames: dict | None = None,
+        usernames: Iterable[tuple[str, int]] | None = None,
     ) -> Iterator[Any]:
         model, elements = batch
         filters = filters if filters is not None else Filters()
         info = self._registry.get(model) if usernames is not None else None
         user_fields = user_fk_fields(info) if info is not None else ()
+        if user_fields and self._usernames is None:
+            self._usernames = first_pk_of_username(usernames or ())
         admitted = []
         for element in elements:
             row = Row._make(element)
@@ -145,7 +151,7 @@ class _AdmitFn(beam.DoFn):
                 if reason is None and actors is not None:
                     row = resolve_legacy_owner(row, actors)
                 if reason is None and user_fields:
-                    row = resolve_natural_user_refs(row, user_fields, usernames or {})
+                    row = resolve_natural_user_refs(row, user_fields, self._usernames or {})
             except RowInvalid as exc:
                 yield beam.pvalue.TaggedOutput(
                     FINDINGS, Finding("ValidationError", row.model, row.ordinal, row.pk, str(exc))
@@ -187,7 +193,7 @@ class AdmitRows(beam.PTransform):
         if self.actors is not None:
             side["actors"] = beam.pvalue.AsDict(self.actors)
         if self.usernames is not None:
-            side["usernames"] = beam.pvalue.AsDict(self.usernames)
+            side["usernames"] = beam.pvalue.AsIter(self.usernames)
         return rows | beam.ParDo(
             _AdmitFn(self.registry, self.settings, self.removed_models), **side
         ).with_outputs(SKIPPED, FINDINGS, main="admitted")

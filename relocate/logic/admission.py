@@ -285,6 +285,16 @@ def username_pk(user: Row) -> tuple[str, int] | None:
     return None
 
 
+def first_pk_of_username(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """username -> the lowest source pk of the export's users with that name, from the
+    ``username_pk`` pairs of the export's users."""
+    first: dict[str, int] = {}
+    for username, pk in pairs:
+        if username not in first or pk < first[username]:
+            first[username] = pk
+    return first
+
+
 def resolve_natural_user_refs(
     row: Row, user_fields: Iterable[str], usernames: Mapping[str, int]
 ) -> Row:
