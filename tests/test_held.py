@@ -109,6 +109,8 @@ def test_the_tables_of_dead_runs_are_dropped_and_live_runs_keep_theirs(db_dsn: s
         orphan = f"relocate_check_{uuid.uuid4().hex}_3"  # its run's held table is gone
         conn.execute(f'CREATE UNLOGGED TABLE "{orphan}" (x int)')
         conn.execute('CREATE TABLE "relocate_held_not_a_run" (x int)')
+        older = uuid.uuid4().hex  # a run of an older relocate: no comment, no run lock
+        conn.execute(f'CREATE UNLOGGED TABLE "relocate_held_{older}" (x int)')
         conn.commit()
         with holding_run(other, live):
             dropped = drop_dead_run_tables(conn)
@@ -122,6 +124,7 @@ def test_the_tables_of_dead_runs_are_dropped_and_live_runs_keep_theirs(db_dsn: s
                     held_table(detached_run),
                     f"relocate_check_{uuid.UUID(detached_run).hex}_0",
                     "relocate_held_not_a_run",
+                    f"relocate_held_{older}",
                 ]
             )
         conn.execute(
@@ -129,4 +132,6 @@ def test_the_tables_of_dead_runs_are_dropped_and_live_runs_keep_theirs(db_dsn: s
         )
         conn.commit()
         drop_dead_run_tables(conn)
-        assert _scratch_tables(conn) == ["relocate_held_not_a_run"]
+        assert _scratch_tables(conn) == sorted(
+            ["relocate_held_not_a_run", f"relocate_held_{older}"]
+        )

@@ -15,7 +15,8 @@ every import start (and every rollback) drops the tables of the runs that are de
   as a detached import counts as live for the Global wipe (``relocate.db.imports``).
 
 The held table's comment names the import it belongs to; a staging table belongs to the
-run whose id its name carries.
+run whose id its name carries. A held table without that comment (a run of a relocate that
+took no run lock) is left alone, with its run's staging tables.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def drop_dead_run_tables(conn: psycopg.Connection) -> list[str]:
     returns their names. Commits."""
     runs: dict[str, list[str]] = {}
     owners: dict[str, str] = {}
+    unowned: set[str] = set()  # a held table without the comment: an older relocate's run
     for name, comment in conn.execute(
         "SELECT relname, obj_description(oid, 'pg_class') FROM pg_class "
         "WHERE relkind = 'r' AND pg_table_is_visible(oid) "
@@ -68,8 +70,11 @@ def drop_dead_run_tables(conn: psycopg.Connection) -> list[str]:
         run = match.group(1) or match.group(2)
         runs.setdefault(run, []).append(name)
         owner = _COMMENT.fullmatch(comment or "")
-        if match.group(1) and owner:
-            owners[run] = owner.group(1)
+        if match.group(1):
+            if owner:
+                owners[run] = owner.group(1)
+            else:
+                unowned.add(run)
     detached_running = {
         row[0].hex
         for row in conn.execute(
@@ -79,8 +84,8 @@ def drop_dead_run_tables(conn: psycopg.Connection) -> list[str]:
     }
     dropped: list[str] = []
     for run, names in sorted(runs.items()):
-        if owners.get(run) in detached_running:
-            continue
+        if run in unowned or owners.get(run) in detached_running:
+            continue  # its liveness cannot be told, or its job may still read them
         free = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (run_key(run),)).fetchone()
         if not (free and free[0]):
             continue  # its launcher runs
