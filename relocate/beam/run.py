@@ -10,13 +10,13 @@ import psycopg
 from relocate.beam.options import ImportOptions
 from relocate.beam.pipeline import ImportOutputs, ImportPlan, build
 from relocate.db.catalog import read_catalog
-from relocate.db.constraints import drop_run_staging, plan_constraints
+from relocate.db.constraints import plan_constraints
 from relocate.db.ddl import field_map
 from relocate.db.finish import ImportSummary, conclude_import
-from relocate.db.held import create_held, drop_held
+from relocate.db.held import create_held
 from relocate.db.imports import holding_liveness, register_import, require_schema
 from relocate.db.ledger import LEDGER_DDL
-from relocate.db.run_tables import drop_dead_run_tables, holding_run
+from relocate.db.run_tables import drop_dead_run_tables, drop_run_tables, holding_run
 from relocate.db.target import connect
 from relocate.io.digest import source_digest
 from relocate.logic.convert import build_layouts
@@ -151,7 +151,7 @@ def run_import(
             result.wait_until_finish()
         except BaseException:
             _set_status(settings, "failed")
-            _drop_staging(settings)
+            _drop_run_tables(settings)
             raise
         with connect(settings) as conn:
             return conclude_import(conn, settings, read_counts(result))
@@ -169,13 +169,11 @@ def _set_status(settings: ImportSettings, status: str) -> None:
         pass  # the database may be what failed; the import stays 'running' then
 
 
-def _drop_staging(settings: ImportSettings) -> None:
-    """Drops the staging and held tables of a run whose pipeline failed
-    (relocate.db.constraints, relocate.db.held)."""
+def _drop_run_tables(settings: ImportSettings) -> None:
+    """Drops the scratch tables of a run whose pipeline failed (relocate.db.run_tables)."""
     try:
         with connect(settings) as conn:
-            drop_run_staging(conn, settings.run_id)
-            drop_held(conn, settings.run_id)
+            drop_run_tables(conn, settings.run_id)
     except psycopg.Error:
         pass  # the database may be what failed; the tables are UNLOGGED scratch then
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+
+
+def advisory_key(label: bytes, of: str) -> int:
+    """A signed 64-bit advisory-lock key for the UUID ``of`` in the namespace ``label``."""
+    digest = hashlib.sha256(label + uuid.UUID(of).bytes).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @contextmanager

@@ -25,7 +25,6 @@ rows already in the target are the rules' business too.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ import psycopg
 from psycopg import sql
 
 from relocate.db.handler import Finding, Handler, adapt
+from relocate.db.run_tables import staging_table
 from relocate.logic.convert import PackedBatch, TableLayout
 
 #: Rows named per constraint; the last finding says how many more there are.
@@ -107,10 +107,6 @@ class ModelConstraints:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
-
-
-def _staging_name(run_id: str, index: int) -> str:
-    return f"relocate_check_{uuid.UUID(run_id).hex}_{index}"
 
 
 def plan_constraints(
@@ -206,7 +202,7 @@ def plan_constraints(
         plans[model] = ModelConstraints(
             model=model,
             table=table.name,
-            stage_table=_staging_name(run_id, len(plans)),
+            stage_table=staging_table(run_id, len(plans)),
             columns=staged,
             checks=tuple(checks),
             uniques=tuple(uniques),
@@ -247,26 +243,6 @@ def drop_staging(conn: psycopg.Connection, plans: Iterable[ModelConstraints]) ->
     if names:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(", ").join(names)))
         conn.commit()
-
-
-def drop_run_staging(conn: psycopg.Connection, run_id: str) -> None:
-    """Drops whatever staging tables run ``run_id`` left (after a failed pipeline)."""
-    prefix = f"relocate_check_{uuid.UUID(run_id).hex}_"
-    names = [
-        r[0]
-        for r in conn.execute(
-            "SELECT relname FROM pg_class WHERE relkind = 'r' AND starts_with(relname, %s)"
-            " AND pg_table_is_visible(oid)",
-            (prefix,),
-        )
-    ]
-    if names:
-        conn.execute(
-            sql.SQL("DROP TABLE IF EXISTS {}").format(
-                sql.SQL(", ").join(map(sql.Identifier, names))
-            )
-        )
-    conn.commit()
 
 
 def stage_rows(

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import io
 import pickle
-import uuid
 import zlib
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from relocate.db.run_tables import owner_comment
+from relocate.db.run_tables import held_table, owner_comment
 from relocate.logic.convert import PackedBatch
-
-HELD_PREFIX = "relocate_held_"
 
 #: A held batch as it crosses Beam: (model, id in the run's held table).
 HeldRef = tuple[str, int]
@@ -62,10 +59,6 @@ def encode_batch(batch: PackedBatch) -> bytes:
 def decode_batch(payload: bytes) -> PackedBatch:
     """The packed batch ``encode_batch`` stored (only plain value types are rebuilt)."""
     return _BatchUnpickler(io.BytesIO(zlib.decompress(payload))).load()
-
-
-def held_table(run_id: str) -> str:
-    return f"{HELD_PREFIX}{uuid.UUID(run_id).hex}"
 
 
 def create_held(conn: psycopg.Connection, run_id: str, import_uuid: str) -> None:

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 
 import psycopg
 
-from relocate.db.advisory import holding_advisory_lock
+from relocate.db.advisory import advisory_key, holding_advisory_lock
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import IMPORT_SCOPES
 
@@ -61,8 +60,7 @@ class SchemaMissing(RuntimeError):
 
 def live_key(import_uuid: str) -> int:
     """The advisory-lock key (signed 64-bit) that a live import's launcher holds."""
-    digest = hashlib.sha256(b"relocate-live:" + bytes.fromhex(import_uuid.replace("-", "")))
-    return int.from_bytes(digest.digest()[:8], "big", signed=True)
+    return advisory_key(b"relocate-live:", import_uuid)
 
 
 def holding_liveness(conn: psycopg.Connection, import_uuid: str) -> AbstractContextManager[None]:

@@ -21,7 +21,6 @@ took no run lock) is left alone, with its run's staging tables.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from contextlib import AbstractContextManager
@@ -29,17 +28,30 @@ from contextlib import AbstractContextManager
 import psycopg
 from psycopg import sql
 
-from relocate.db.advisory import holding_advisory_lock
+from relocate.db.advisory import advisory_key, holding_advisory_lock
 
+HELD_PREFIX = "relocate_held_"
+STAGING_PREFIX = "relocate_check_"
 #: The names of a run's scratch tables: ``relocate_held_<run>``, ``relocate_check_<run>_<n>``.
-_RUN_TABLE = re.compile(r"relocate_(?:held_([0-9a-f]{32})|check_([0-9a-f]{32})_[0-9]+)")
+_RUN_TABLE = re.compile(
+    f"(?:{HELD_PREFIX}([0-9a-f]{{32}})|{STAGING_PREFIX}([0-9a-f]{{32}})_[0-9]+)"
+)
 _COMMENT = re.compile(r"relocate import ([0-9a-f]{32})")
+
+
+def held_table(run_id: str) -> str:
+    """The name of the run's held table (``relocate.db.held``)."""
+    return f"{HELD_PREFIX}{uuid.UUID(run_id).hex}"
+
+
+def staging_table(run_id: str, index: int) -> str:
+    """The name of the run's ``index``-th staging table (``relocate.db.constraints``)."""
+    return f"{STAGING_PREFIX}{uuid.UUID(run_id).hex}_{index}"
 
 
 def run_key(run_id: str) -> int:
     """The advisory-lock key (signed 64-bit) a live run's launcher holds."""
-    digest = hashlib.sha256(b"relocate-run:" + uuid.UUID(run_id).bytes)
-    return int.from_bytes(digest.digest()[:8], "big", signed=True)
+    return advisory_key(b"relocate-run:", run_id)
 
 
 def owner_comment(import_uuid: str) -> str:
@@ -53,24 +65,47 @@ def holding_run(conn: psycopg.Connection, run_id: str) -> AbstractContextManager
     return holding_advisory_lock(conn, run_key(run_id))
 
 
+def _run_tables(conn: psycopg.Connection) -> list[tuple[str, str, bool, str | None]]:
+    """(run hex, table, is the held table, comment) of every scratch table in the target."""
+    found = []
+    for name, comment in conn.execute(
+        "SELECT relname, obj_description(oid, 'pg_class') FROM pg_class "
+        "WHERE relkind = 'r' AND pg_table_is_visible(oid) "
+        "AND (starts_with(relname, %s) OR starts_with(relname, %s))",
+        (HELD_PREFIX, STAGING_PREFIX),
+    ).fetchall():
+        match = _RUN_TABLE.fullmatch(name)
+        if match is not None:
+            found.append((match.group(1) or match.group(2), name, bool(match.group(1)), comment))
+    return found
+
+
+def _drop(conn: psycopg.Connection, names: list[str]) -> None:
+    if names:
+        conn.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, names))
+            )
+        )
+
+
+def drop_run_tables(conn: psycopg.Connection, run_id: str) -> None:
+    """Drops whatever scratch tables run ``run_id`` has (idempotent). Commits."""
+    run = uuid.UUID(run_id).hex
+    _drop(conn, sorted(name for r, name, _, _ in _run_tables(conn) if r == run))
+    conn.commit()
+
+
 def drop_dead_run_tables(conn: psycopg.Connection) -> list[str]:
     """Drops the scratch tables of the runs that are dead (see the module's docstring);
     returns their names. Commits."""
     runs: dict[str, list[str]] = {}
     owners: dict[str, str] = {}
     unowned: set[str] = set()  # a held table without the comment: an older relocate's run
-    for name, comment in conn.execute(
-        "SELECT relname, obj_description(oid, 'pg_class') FROM pg_class "
-        "WHERE relkind = 'r' AND pg_table_is_visible(oid) "
-        "AND (starts_with(relname, 'relocate_held_') OR starts_with(relname, 'relocate_check_'))"
-    ).fetchall():
-        match = _RUN_TABLE.fullmatch(name)
-        if match is None:
-            continue
-        run = match.group(1) or match.group(2)
+    for run, name, is_held, comment in _run_tables(conn):
         runs.setdefault(run, []).append(name)
-        owner = _COMMENT.fullmatch(comment or "")
-        if match.group(1):
+        if is_held:
+            owner = _COMMENT.fullmatch(comment or "")
             if owner:
                 owners[run] = owner.group(1)
             else:
@@ -89,11 +124,7 @@ def drop_dead_run_tables(conn: psycopg.Connection) -> list[str]:
         free = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (run_key(run),)).fetchone()
         if not (free and free[0]):
             continue  # its launcher runs
-        conn.execute(
-            sql.SQL("DROP TABLE IF EXISTS {}").format(
-                sql.SQL(", ").join(map(sql.Identifier, sorted(names)))
-            )
-        )
-        dropped += sorted(names)
+        _drop(conn, sorted(names))
+        dropped += names
     conn.commit()
     return sorted(dropped)
