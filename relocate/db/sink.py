@@ -38,6 +38,7 @@ from relocate.db.handler import (
     RowDropped,
     RowFailed,
     WriteContext,
+    index_lookup,
     ledger_refs,
     rewrite_foreign_keys,
 )
@@ -73,15 +74,19 @@ def load_lookup(
     if not refs:
         return {}
     models, pks = zip(*refs)
-    rows = cur.execute(
+    rows = index_lookup(
+        cur,
         """
-        SELECT m.model, m.old_pk, m.new_pk, m.kind, m.slug
+        SELECT r.model, r.old_pk, m.new_pk, m.kind, m.slug
         FROM unnest(%s::text[], %s::bigint[]) AS r(model, old_pk)
-        JOIN relocate_pk_map m
-          ON m.import_uuid = %s AND m.model = r.model AND m.old_pk = r.old_pk
+        CROSS JOIN LATERAL (
+            SELECT m.new_pk, m.kind, m.slug FROM relocate_pk_map m
+            WHERE m.import_uuid = %s AND m.model = r.model AND m.old_pk = r.old_pk
+            LIMIT 1
+        ) AS m
         """,
         (model_array(models), bigint_array(pks), import_uuid),
-    ).fetchall()
+    )
     return {(m, o): LedgerEntry(n, k, s) for m, o, n, k, s in rows}
 
 
@@ -321,15 +326,19 @@ class BatchWriter:
     def _read_back(
         self, cur: psycopg.Cursor, model: str, pks: list[int]
     ) -> dict[int, tuple[str, int]]:
-        rows = cur.execute(
+        rows = index_lookup(
+            cur,
             """
-            SELECT m.old_pk, m.kind, m.ordinal
+            SELECT r.old_pk, m.kind, m.ordinal
             FROM unnest(%s::bigint[]) AS r(old_pk)
-            JOIN relocate_pk_map m
-              ON m.import_uuid = %s AND m.model = %s AND m.old_pk = r.old_pk
+            CROSS JOIN LATERAL (
+                SELECT m.kind, m.ordinal FROM relocate_pk_map m
+                WHERE m.import_uuid = %s AND m.model = %s AND m.old_pk = r.old_pk
+                LIMIT 1
+            ) AS m
             """,
             (bigint_array(pks), self.settings.import_uuid, model),
-        ).fetchall()
+        )
         return {old: (kind, ordinal) for old, kind, ordinal in rows}
 
     def record_findings(self, findings: Sequence[Finding]) -> None:

@@ -20,6 +20,7 @@ from relocate.db.handler import (
     Item,
     WriteContext,
     copy_rows,
+    index_lookup,
     insert_side_effects,
     note_change,
     split_onto_existing,
@@ -120,10 +121,11 @@ class ProjectOptionHandler(Handler):
         pairs = [(i.values.get("project_id"), i.values.get("key")) for i in items]
         existing = {
             (p, k): row_id
-            for row_id, p, k in ctx.cur.execute(
-                "SELECT o.id, o.project_id, o.key FROM sentry_projectoptions o JOIN "
-                "unnest(%s::bigint[], %s::text[]) AS t(p, k) ON o.project_id = t.p "
-                "AND o.key = t.k",
+            for row_id, p, k in index_lookup(
+                ctx.cur,
+                "SELECT o.id, t.p, t.k FROM unnest(%s::bigint[], %s::text[]) AS t(p, k) "
+                "CROSS JOIN LATERAL (SELECT o.id FROM sentry_projectoptions o "
+                "WHERE o.project_id = t.p AND o.key = t.k LIMIT 1) AS o",
                 ([p for p, _ in pairs], [k for _, k in pairs]),
             )
         }

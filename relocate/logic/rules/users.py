@@ -21,6 +21,7 @@ from relocate.db.handler import (
     WriteContext,
     copy_rows,
     find_existing,
+    index_lookup,
     insert_row,
     insert_side_effects,
     note_change,
@@ -327,10 +328,11 @@ class UserEmailHandler(Handler):
         pairs = [(i.values.get("user_id"), i.values.get("email")) for i in items]
         existing = dict(
             ((u, e), row_id)
-            for row_id, u, e in ctx.cur.execute(
-                "SELECT x.id, x.user_id, x.email FROM sentry_useremail x JOIN "
-                "unnest(%s::bigint[], %s::text[]) AS t(u, e) ON x.user_id = t.u "
-                "AND x.email = t.e",
+            for row_id, u, e in index_lookup(
+                ctx.cur,
+                "SELECT x.id, t.u, t.e FROM unnest(%s::bigint[], %s::text[]) AS t(u, e) "
+                "CROSS JOIN LATERAL (SELECT x.id FROM sentry_useremail x "
+                "WHERE x.user_id = t.u AND x.email = t.e LIMIT 1) AS x",
                 ([p[0] for p in pairs], [p[1] for p in pairs]),
             )
         )
