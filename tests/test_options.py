@@ -42,3 +42,39 @@ def test_pickled_options_leave_the_views_behind() -> None:
     assert "_relocate_views" not in restored.__dict__
     assert restored.get_all_options() == options.get_all_options()
     assert restored.view_as(TypeOptions).pipeline_type_check is False
+
+
+# -- the local runner on every core for large exports -------------------------------------
+
+
+def test_a_large_export_runs_on_every_core_of_the_local_runner():
+    from relocate.beam.options import PARALLEL_FROM_BYTES, parallel_local_run
+
+    args, readers = parallel_local_run([], PARALLEL_FROM_BYTES, cores=2)
+    assert args == ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert readers == 2
+    args, readers = parallel_local_run(["--runner=FnApiRunner"], 10 * PARALLEL_FROM_BYTES, 16)
+    assert args[-1] == "--direct_num_workers=8" and readers == 8  # at most MAX_LOCAL_WORKERS
+
+
+def test_a_small_export_a_single_core_or_an_unknown_size_runs_in_process():
+    from relocate.beam.options import PARALLEL_FROM_BYTES, parallel_local_run
+
+    assert parallel_local_run([], PARALLEL_FROM_BYTES - 1, cores=4) == ([], 1)
+    assert parallel_local_run([], PARALLEL_FROM_BYTES, cores=1) == ([], 1)
+    assert parallel_local_run([], None, cores=4) == ([], 1)
+
+
+def test_runner_options_given_are_kept_and_set_the_readers():
+    from relocate.beam.options import PARALLEL_FROM_BYTES, parallel_local_run
+
+    big = 4 * PARALLEL_FROM_BYTES
+    given = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+             "--direct_num_workers", "3"]
+    assert parallel_local_run(given, big, cores=2) == (given, 3)
+    threads = ["--direct_running_mode=multi_threading", "--direct_num_workers=2"]
+    assert parallel_local_run(threads, big, cores=2) == (threads, 1)
+    in_memory = ["--direct_running_mode=in_memory"]
+    assert parallel_local_run(in_memory, big, cores=2) == (in_memory, 1)
+    dataflow = ["--runner=DataflowRunner", "--project=p"]
+    assert parallel_local_run(dataflow, big, cores=2) == (dataflow, 1)

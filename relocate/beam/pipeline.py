@@ -84,6 +84,8 @@ class ImportPlan:
     outputs: ImportOutputs | None = None
     #: model -> the target's CHECK and unique constraints checked before any write.
     constraints: dict[str, ModelConstraints] = field(default_factory=dict)
+    #: Readers that share the work before the first write (``ReadExport``).
+    read_shards: int = 1
 
 
 def _finding_entry(finding: Any) -> tuple:
@@ -175,7 +177,11 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     """Adds the import to ``pipeline``; returns a PCollection with the final gate."""
     registry, settings = plan.registry, plan.settings
     read = pipeline | "Read" >> ReadExport(
-        plan.source, plan.decryption, frozenset(m.name for m in registry.models), settings
+        plan.source,
+        plan.decryption,
+        frozenset(m.name for m in registry.models),
+        settings,
+        plan.read_shards,
     )
     actors = rows_of(read.rows, "sentry.actor", "Actors") | "ActorOwners" >> beam.Map(
         lambda r: (r[2], actor_owner(Row._make(r)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,13 @@ CLOCK_EVERY = 1_000
 ROWS_PER_ELEMENT = 500
 
 
+def read_shard(model: str, ordinal: int, shards: int) -> int:
+    """Which of ``shards`` readers emits the row: whole elements (runs of
+    ``ROWS_PER_ELEMENT`` ordinals of one model) go round the readers, each model starting
+    at its own reader, so the batches are those of a single reader."""
+    return (zlib.crc32(model.encode()) + (ordinal - 1) // ROWS_PER_ELEMENT) % shards
+
+
 def rows_of(batches: beam.PCollection, model: str, label: str) -> beam.PCollection:
     """The rows (tuples) of one model, one per element, from a PCollection of batches."""
     return batches | label >> beam.FlatMap(lambda b: b[1] if b[0] == model else ())
@@ -41,13 +49,22 @@ def open_source(path: str) -> Any:
 
 @dataclass(eq=False)
 class _ReadExportFn(beam.DoFn):
-    """Reads one export; emits batches ``(model, [Row tuple, ...])`` of rows of one model
-    on the main output, and ``BadRow`` on ``bad``."""
+    """Reads one export as one of ``_shards`` readers; emits batches
+    ``(model, [Row tuple, ...])`` of rows of one model on the main output, and ``BadRow``
+    on ``bad``.
 
+    Every reader parses the whole file (the rows' ordinals and the file's validity need
+    it) and emits its own share of the batches (``read_shard``): admitting, converting
+    and staging them, most of the work before the first write, then run in as many
+    processes as there are readers. Reader 0 also emits the bad rows and reports progress.
+    """
+
+    _path: str
     _decryption: Any | None
     _known: frozenset[str]
     #: Where to report progress (``relocate.db.progress``); None: nowhere.
     _settings: ImportSettings | None = None
+    _shards: int = 1
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -55,11 +72,12 @@ class _ReadExportFn(beam.DoFn):
     def setup(self) -> None:
         self._rows = Metrics.counter("relocate", "rows_read")
 
-    def process(self, path: str) -> Iterator[Any]:
+    def process(self, shard: int) -> Iterator[Any]:
         from relocate.io.crypto import input_kind_error, open_plaintext, read_head
 
+        path = self._path
         source = open_source(path)
-        self._progress = _ReadProgress(self._settings, source)
+        self._progress = _ReadProgress(self._settings if shard == 0 else None, source)
         self._progress.export_size(path)
         try:
             head, stream = read_head(source)
@@ -68,16 +86,17 @@ class _ReadExportFn(beam.DoFn):
                 raise ExportFormatError(problem)
             if self._decryption is not None:
                 with open_plaintext(stream, self._decryption) as plain:
-                    yield from self._rows_of(plain)
+                    yield from self._rows_of(plain, shard)
             else:
-                yield from self._rows_of(stream)
+                yield from self._rows_of(stream, shard)
             self._progress.update(0, final=True)
         finally:
             if path != "-":
                 source.close()
 
-    def _rows_of(self, stream: Any) -> Iterator[Any]:
+    def _rows_of(self, stream: Any, shard: int) -> Iterator[Any]:
         count = 0
+        shards = self._shards
         pending: dict[str, list[tuple]] = {}  # model -> rows not yet emitted
         for item in iter_export(stream):
             count += 1
@@ -86,7 +105,10 @@ class _ReadExportFn(beam.DoFn):
             if count % PROGRESS_EVERY == 0:
                 log.debug("read %d rows", count)
             if isinstance(item, BadRow):
-                yield beam.pvalue.TaggedOutput(BAD, item)
+                if shard == 0:
+                    yield beam.pvalue.TaggedOutput(BAD, item)
+                continue
+            if shards > 1 and read_shard(item.model, item.ordinal, shards) != shard:
                 continue
             if item.model not in self._known and item.model != "sentry.actor":
                 # Only skipped and reported: its fields need not travel (nor take memory).
@@ -157,7 +179,7 @@ class _ReadProgress:
 
 @dataclass(eq=False)
 class ReadExport(beam.PTransform):
-    """Reads the export at ``path``.
+    """Reads the export at ``path`` with ``shards`` readers (``_ReadExportFn``).
 
     Returns a tagged result: the main output holds batches ``(model, [Row tuple, ...])``
     of at most ``ROWS_PER_ELEMENT`` rows of one model, ``bad`` holds ``BadRow``s.
@@ -167,17 +189,24 @@ class ReadExport(beam.PTransform):
     decryption: Any | None
     known_models: frozenset[str]
     settings: ImportSettings | None = None
+    shards: int = 1
 
     def __post_init__(self) -> None:
         super().__init__()
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
-        return (
-            pbegin
-            | "Start" >> beam.Impulse()
-            | "Source" >> beam.Map(lambda _, path: path, self.path)
-            | "Parse"
-            >> beam.ParDo(
-                _ReadExportFn(self.decryption, self.known_models, self.settings)
-            ).with_outputs(BAD, main="rows")
-        )
+        start = pbegin | "Start" >> beam.Impulse()
+        if self.shards > 1:
+            # Through a shuffle, so that a runner hands the readers to different workers.
+            readers = (
+                start
+                | "Readers" >> beam.FlatMap(lambda _, n: range(n), self.shards)
+                | "Spread" >> beam.Reshuffle()
+            )
+        else:
+            readers = start | "Reader" >> beam.Map(lambda _: 0)
+        return readers | "Parse" >> beam.ParDo(
+            _ReadExportFn(
+                self.path, self.decryption, self.known_models, self.settings, self.shards
+            )
+        ).with_outputs(BAD, main="rows")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import apache_beam as beam
 import psycopg
 
-from relocate.beam.options import ImportOptions
+from relocate.beam.options import ImportOptions, parallel_local_run
 from relocate.beam.pipeline import ImportOutputs, ImportPlan, build
 from relocate.db.catalog import read_catalog
 from relocate.db.constraints import plan_constraints
@@ -87,6 +88,7 @@ def build_pipeline(
 
     registry = registry or Registry.load()
     catalog = prepare_target(settings, registry, source=source, detached=outputs is not None)
+    args, read_shards = parallel_local_run(list(beam_args or []), _local_size(source))
     # Shipped: pickled once for all the DoFns that carry them (relocate.schemas.shipped).
     layouts = ShippedDict(build_layouts(registry, field_map(), catalog))
     plan = ImportPlan(
@@ -100,13 +102,23 @@ def build_pipeline(
         constraints=ShippedDict(
             plan_constraints(catalog, layouts, build_handlers(), settings.run_id)
         ),
+        read_shards=read_shards,
     )
-    args = list(beam_args or [])
     if not any(a.startswith("--runner") for a in args):
         args.insert(0, "--runner=FnApiRunner")
     pipeline = beam.Pipeline(options=ImportOptions(args))
     build(pipeline, plan)
     return pipeline
+
+
+def _local_size(source: str) -> int | None:
+    """The size of a local export file; None for ``-``, ``gs://`` and the like."""
+    if source == "-" or "://" in source:
+        return None
+    try:
+        return os.path.getsize(source)
+    except OSError:
+        return None
 
 
 def run_import(

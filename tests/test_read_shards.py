@@ -1,0 +1,57 @@
+"""Several readers share an export: each emits its own batches, together those of one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from relocate.beam.read import BAD, ROWS_PER_ELEMENT, _ReadExportFn, read_shard
+from relocate.io.export_reader import BadRow
+
+
+def _export(path: Path) -> Path:
+    rows: list[object] = []
+    for i in range(1, 1800):
+        rows.append({"model": "sentry.user", "pk": i, "fields": {"username": f"u{i}"}})
+        if i % 3 == 0:
+            rows.append({"model": "sentry.email", "pk": i, "fields": {"email": f"e{i}@x"}})
+        if i % 700 == 0:
+            rows.append(["not", "a", "row"])
+    rows.append({"model": "sentry.nosuchmodel", "pk": 1, "fields": {"x": 1}})
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def _read(path: Path, shards: int, shard: int) -> tuple[list, list]:
+    fn = _ReadExportFn(str(path), None, frozenset({"sentry.user", "sentry.email"}), None, shards)
+    fn.setup()
+    batches, bad = [], []
+    for out in fn.process(shard):
+        if getattr(out, "tag", None) == BAD:
+            bad.append(out.value)
+        else:
+            batches.append(out)
+    return batches, bad
+
+
+def test_readers_emit_disjoint_shares_that_make_up_the_single_readers_batches(tmp_path):
+    src = _export(tmp_path / "e.json")
+    single, single_bad = _read(src, 1, 0)
+    assert len(single_bad) == 2 and all(isinstance(b, BadRow) for b in single_bad)
+    shares = [_read(src, 3, shard) for shard in range(3)]
+    # Whole batches, each emitted by exactly one reader; the bad rows by reader 0 only.
+    together = [batch for batches, _ in shares for batch in batches]
+    key = lambda b: (b[0], b[1][0][1])  # noqa: E731 - (model, first ordinal)
+    assert sorted(together, key=key) == sorted(single, key=key)
+    assert [len(bad) for _, bad in shares] == [2, 0, 0]
+    assert all(batches for batches, _ in shares)  # the work is shared
+    for shard, (batches, _) in enumerate(shares):
+        for model, rows in batches:
+            assert {read_shard(model, row[1], 3) for row in rows} == {shard}
+
+
+def test_a_models_batches_go_round_the_readers():
+    owners = [read_shard("sentry.user", n, 2) for n in range(1, 4 * ROWS_PER_ELEMENT + 1)]
+    runs = [owners[i : i + ROWS_PER_ELEMENT] for i in range(0, len(owners), ROWS_PER_ELEMENT)]
+    assert all(len(set(run)) == 1 for run in runs)
+    assert [run[0] for run in runs] in ([0, 1, 0, 1], [1, 0, 1, 0])
