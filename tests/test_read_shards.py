@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
+
+import pytest
 
 from relocate.beam.read import BAD, ROWS_PER_ELEMENT, _ReadExportFn, read_shard
 from relocate.io.export_reader import BadRow
+from tests.helpers import import_export, run_cli, scalar
 
 
 def _export(path: Path) -> Path:
@@ -55,3 +59,43 @@ def test_a_models_batches_go_round_the_readers():
     runs = [owners[i : i + ROWS_PER_ELEMENT] for i in range(0, len(owners), ROWS_PER_ELEMENT)]
     assert all(len(set(run)) == 1 for run in runs)
     assert [run[0] for run in runs] in ([0, 1, 0, 1], [1, 0, 1, 0])
+
+
+@pytest.mark.slow
+def test_a_tenant_read_by_two_readers_in_two_processes_imports_as_in_process(
+    db_dsn, another_db_dsn, tmp_path
+):
+    """Global scope, a generated tenant with several elements per model: two worker
+    processes, each reading half of the batches, give row for row what one process
+    gives, and read and validate as many rows."""
+    from tests.canonical import canonical_dump, integrity
+
+    src = tmp_path / "tenant.json"
+    made = run_cli("generate", str(src), "--rows", "6000", "--seed", "5", "--scope", "global")
+    assert made.code == 0, made.err
+    in_process = import_export(db_dsn, "global", src)
+    assert in_process.code == 0, in_process.err
+    import_uuid = uuid.uuid4().hex
+    workers = import_export(
+        another_db_dsn,
+        "global",
+        src,
+        "--import-uuid",
+        import_uuid,
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    )
+    assert workers.code == 0, workers.err
+    assert integrity(another_db_dsn) == {}
+    assert canonical_dump(another_db_dsn) == canonical_dump(db_dsn)
+    rows = len(json.loads(src.read_text()))
+    assert scalar(another_db_dsn, "SELECT count(*) FROM relocate_pk_map") == rows
+    for kind in ("read", "validated"):  # each row counted once, by whichever reader
+        counted = scalar(
+            another_db_dsn,
+            "SELECT sum(rows)::bigint FROM relocate_progress "
+            "WHERE import_uuid = %s AND kind = %s",
+            (import_uuid, kind),
+        )
+        assert counted == rows, kind
