@@ -665,8 +665,22 @@ def test_16_13_interruption_is_recognised_through_beams_wrapping():
     assert not was_interrupted(ValueError("KeyboardInterrupt in a value"))
 
 
+MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.mark.slow
-def test_16_13_ctrl_c_prints_one_line_and_the_import_resumes(db_dsn, tmp_path):
+@pytest.mark.parametrize("workers", [[], MULTI_PROCESSING], ids=["in-process", "two-workers"])
+def test_16_13_ctrl_c_prints_one_line_and_the_import_resumes(db_dsn, tmp_path, workers):
+    """Ctrl-C in a terminal reaches the whole process group: the launcher and, for a large
+    export, its worker processes. One line, nothing left running, and it resumes."""
     export = tmp_path / "export.json"
     run = run_cli("generate", str(export), "--rows", "40000", "--quiet")
     assert run.code == 0, run.err
@@ -684,11 +698,13 @@ def test_16_13_ctrl_c_prints_one_line_and_the_import_resumes(db_dsn, tmp_path):
                 "--dsn",
                 db_dsn,
                 "--no-prompt",
+                *workers,
             ],
             stdout=subprocess.DEVNULL,
             stderr=err,
             cwd=REPO,
             env=env,
+            start_new_session=True,  # its own process group, as a terminal's job
         )
     try:
         line = _wait_for(
@@ -710,8 +726,9 @@ def test_16_13_ctrl_c_prints_one_line_and_the_import_resumes(db_dsn, tmp_path):
             300,
             "the first committed rows",
         )
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=120)
+        _wait_for(lambda: not _group_alive(proc.pid), 30, "the worker processes to end")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -78,3 +78,21 @@ def test_runner_options_given_are_kept_and_set_the_readers():
     assert parallel_local_run(in_memory, big, cores=2) == (in_memory, 1)
     dataflow = ["--runner=DataflowRunner", "--project=p"]
     assert parallel_local_run(dataflow, big, cores=2) == (dataflow, 1)
+
+
+def test_multi_processing_workers_are_relocates_quiet_worker():
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from relocate.beam.options import quiet_worker_runner
+
+    given = ["--runner=DirectRunner", "--direct_running_mode", "multi_processing",
+             "--direct_num_workers=2", "--max-db-connections", "2"]
+    runner, args = quiet_worker_runner(given)
+    assert isinstance(runner, FnApiRunner)
+    assert args == ["--direct_num_workers=2", "--max-db-connections", "2"]
+    command = runner._default_environment.command_string
+    assert command.endswith(" -m relocate.beam.worker")
+    assert quiet_worker_runner(["--direct_running_mode=in_memory"]) == (
+        None, ["--direct_running_mode=in_memory"])
+    dataflow = ["--runner=DataflowRunner", "--direct_running_mode=multi_processing"]
+    assert quiet_worker_runner(dataflow) == (None, dataflow)

@@ -93,3 +93,31 @@ def parallel_local_run(
         return list(args), 1
     extra = ["--direct_running_mode=multi_processing", f"--direct_num_workers={cores}"]
     return [*args, *extra], cores
+
+
+def quiet_worker_runner(args: list[str]) -> tuple[Any | None, list[str]]:
+    """For a local ``multi_processing`` run: a runner whose worker processes end quietly on
+    Ctrl-C (``relocate.beam.worker``), and the options without the running mode (which
+    would make Beam start its own worker command). Other runs: None and ``args`` as given.
+    """
+    runner = _option(args, "runner") or "FnApiRunner"
+    if runner.rsplit(".", 1)[-1] not in _LOCAL_RUNNERS:
+        return None, list(args)
+    if _option(args, "direct_running_mode") != "multi_processing":
+        return None, list(args)
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+    from relocate.beam.worker import command
+
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--direct_running_mode":
+            skip = True
+        elif not arg.startswith(("--direct_running_mode=", "--runner")):
+            kept.append(arg)
+    environment = SubprocessSDKEnvironment.from_command_string(command_string=command())
+    return FnApiRunner(default_environment=environment), kept

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import apache_beam as beam
 import psycopg
 
-from relocate.beam.options import ImportOptions, parallel_local_run
+from relocate.beam.options import ImportOptions, parallel_local_run, quiet_worker_runner
 from relocate.beam.pipeline import ImportOutputs, ImportPlan, build
 from relocate.db.catalog import read_catalog
 from relocate.db.constraints import plan_constraints
@@ -104,9 +108,10 @@ def build_pipeline(
         ),
         read_shards=read_shards,
     )
-    if not any(a.startswith("--runner") for a in args):
+    runner, args = quiet_worker_runner(args)
+    if runner is None and not any(a.startswith("--runner") for a in args):
         args.insert(0, "--runner=FnApiRunner")
-    pipeline = beam.Pipeline(options=ImportOptions(args))
+    pipeline = beam.Pipeline(runner=runner, options=ImportOptions(args))
     build(pipeline, plan)
     return pipeline
 
@@ -157,7 +162,8 @@ def run_import(
             source, settings, beam_args, decryption=decryption, registry=registry, outputs=outputs
         )
         try:
-            result = pipeline.run()
+            with _quiet_after_interrupt():
+                result = pipeline.run()
             if outputs is not None:
                 return None  # detached: submitted (a local runner has run it already)
             result.wait_until_finish()
@@ -167,6 +173,34 @@ def run_import(
             raise
         with connect(settings) as conn:
             return conclude_import(conn, settings, read_counts(result))
+
+
+@contextmanager
+def _quiet_after_interrupt() -> Iterator[None]:
+    """Ctrl-C stops the run as usual (KeyboardInterrupt), and from then on the runner's
+    threads, whose worker processes end with it, neither print their tracebacks nor log:
+    the CLI says what became of the import in one line."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    hook, level = threading.excepthook, logging.root.manager.disable
+
+    def interrupted(signum: int, frame: Any) -> None:
+        threading.excepthook = lambda args: None
+        logging.disable(logging.CRITICAL)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        # The runner has stopped its workers and joined their threads by now.
+        signal.signal(signal.SIGINT, previous)
+        threading.excepthook = hook
+        logging.disable(level)
 
 
 def _set_status(settings: ImportSettings, status: str) -> None:
