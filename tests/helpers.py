@@ -30,6 +30,14 @@ def run_cli(*argv: str) -> ImportRun:
     return ImportRun(code, out.getvalue(), err.getvalue())
 
 
+#: Beam options that run an import in two worker processes of the local runner.
+TWO_WORKERS = (
+    "--runner=DirectRunner",
+    "--direct_running_mode=multi_processing",
+    "--direct_num_workers=2",
+)
+
+
 def import_export(dsn: str, scope: str, src: str | Path, *flags: str) -> ImportRun:
     """Runs ``relocate import <scope> SRC --dsn DSN --no-prompt [flags]``."""
     return run_cli("import", scope, str(src), "--dsn", dsn, "--no-prompt", *flags)

@@ -27,6 +27,7 @@ import pytest
 
 from .helpers import (
     TS,
+    TWO_WORKERS,
     apitoken,
     import_export,
     member,
@@ -665,9 +666,6 @@ def test_16_13_interruption_is_recognised_through_beams_wrapping():
     assert not was_interrupted(ValueError("KeyboardInterrupt in a value"))
 
 
-MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-
-
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -677,7 +675,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [[], MULTI_PROCESSING], ids=["in-process", "two-workers"])
+@pytest.mark.parametrize("workers", [(), TWO_WORKERS], ids=["in-process", "two-workers"])
 def test_16_13_ctrl_c_prints_one_line_and_the_import_resumes(db_dsn, tmp_path, workers):
     """Ctrl-C in a terminal reaches the whole process group: the launcher and, for a large
     export, its worker processes. One line, nothing left running, and it resumes."""

@@ -69,8 +69,12 @@ def test_runner_options_given_are_kept_and_set_the_readers():
     from relocate.beam.options import PARALLEL_FROM_BYTES, parallel_local_run
 
     big = 4 * PARALLEL_FROM_BYTES
-    given = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-             "--direct_num_workers", "3"]
+    given = [
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers",
+        "3",
+    ]
     assert parallel_local_run(given, big, cores=2) == (given, 3)
     threads = ["--direct_running_mode=multi_threading", "--direct_num_workers=2"]
     assert parallel_local_run(threads, big, cores=2) == (threads, 1)
@@ -85,14 +89,22 @@ def test_multi_processing_workers_are_relocates_quiet_worker():
 
     from relocate.beam.options import quiet_worker_runner
 
-    given = ["--runner=DirectRunner", "--direct_running_mode", "multi_processing",
-             "--direct_num_workers=2", "--max-db-connections", "2"]
+    given = [
+        "--runner=DirectRunner",
+        "--direct_running_mode",
+        "multi_processing",
+        "--direct_num_workers=2",
+        "--max-db-connections",
+        "2",
+    ]
     runner, args = quiet_worker_runner(given)
     assert isinstance(runner, FnApiRunner)
     assert args == ["--direct_num_workers=2", "--max-db-connections", "2"]
     command = runner._default_environment.command_string
     assert command.endswith(" -m relocate.beam.worker")
     assert quiet_worker_runner(["--direct_running_mode=in_memory"]) == (
-        None, ["--direct_running_mode=in_memory"])
+        None,
+        ["--direct_running_mode=in_memory"],
+    )
     dataflow = ["--runner=DataflowRunner", "--direct_running_mode=multi_processing"]
     assert quiet_worker_runner(dataflow) == (None, dataflow)

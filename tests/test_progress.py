@@ -21,6 +21,7 @@ from relocate.cli.progress import PlainView, StageLines, TerminalView, status_li
 from relocate.db.progress import Snapshot, read_snapshot
 
 from .helpers import (
+    TWO_WORKERS,
     import_export,
     project_name_taken,
     query,
@@ -432,9 +433,7 @@ def test_progress_is_recorded_from_worker_processes(
         src,
         "--import-uuid",
         import_uuid,
-        "--runner=DirectRunner",
-        "--direct_running_mode=multi_processing",
-        "--direct_num_workers=2",
+        *TWO_WORKERS,
     )
     assert run.code == 0, run.err
     ledger = ledger_counts(db_dsn, import_uuid)

@@ -10,7 +10,7 @@ import pytest
 
 from relocate.beam.read import BAD, ROWS_PER_ELEMENT, _ReadExportFn, read_shard
 from relocate.io.export_reader import BadRow
-from tests.helpers import import_export, run_cli, scalar
+from tests.helpers import TWO_WORKERS, import_export, run_cli, scalar
 
 
 def _export(path: Path) -> Path:
@@ -82,9 +82,7 @@ def test_a_tenant_read_by_two_readers_in_two_processes_imports_as_in_process(
         src,
         "--import-uuid",
         import_uuid,
-        "--runner=DirectRunner",
-        "--direct_running_mode=multi_processing",
-        "--direct_num_workers=2",
+        *TWO_WORKERS,
     )
     assert workers.code == 0, workers.err
     assert integrity(another_db_dsn) == {}
@@ -94,8 +92,7 @@ def test_a_tenant_read_by_two_readers_in_two_processes_imports_as_in_process(
     for kind in ("read", "validated"):  # each row counted once, by whichever reader
         counted = scalar(
             another_db_dsn,
-            "SELECT sum(rows)::bigint FROM relocate_progress "
-            "WHERE import_uuid = %s AND kind = %s",
+            "SELECT sum(rows)::bigint FROM relocate_progress WHERE import_uuid = %s AND kind = %s",
             (import_uuid, kind),
         )
         assert counted == rows, kind

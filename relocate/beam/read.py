@@ -206,7 +206,5 @@ class ReadExport(beam.PTransform):
         else:
             readers = start | "Reader" >> beam.Map(lambda _: 0)
         return readers | "Parse" >> beam.ParDo(
-            _ReadExportFn(
-                self.path, self.decryption, self.known_models, self.settings, self.shards
-            )
+            _ReadExportFn(self.path, self.decryption, self.known_models, self.settings, self.shards)
         ).with_outputs(BAD, main="rows")
