@@ -106,5 +106,8 @@ def test_multi_processing_workers_are_relocates_quiet_worker():
         None,
         ["--direct_running_mode=in_memory"],
     )
+    spaced = ["--runner", "FnApiRunner", "--direct_running_mode=multi_processing", "--x=1"]
+    runner, args = quiet_worker_runner(spaced)
+    assert isinstance(runner, FnApiRunner) and args == ["--x=1"]
     dataflow = ["--runner=DataflowRunner", "--direct_running_mode=multi_processing"]
     assert quiet_worker_runner(dataflow) == (None, dataflow)

@@ -115,9 +115,9 @@ def quiet_worker_runner(args: list[str]) -> tuple[Any | None, list[str]]:
     for arg in args:
         if skip:
             skip = False
-        elif arg == "--direct_running_mode":
-            skip = True
-        elif not arg.startswith(("--direct_running_mode=", "--runner")):
+        elif arg in ("--direct_running_mode", "--runner"):
+            skip = True  # and its value
+        elif not arg.startswith(("--direct_running_mode=", "--runner=")):
             kept.append(arg)
     environment = SubprocessSDKEnvironment.from_command_string(command_string=command())
     return FnApiRunner(default_environment=environment), kept
