@@ -44,7 +44,7 @@ MAX_LOCAL_WORKERS = 8
 _LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
 
 
-def _option(args: list[str], name: str) -> str | None:
+def beam_option(args: list[str], name: str) -> str | None:
     """The value of ``--name=V`` or ``--name V`` in ``args`` (the last one), or None."""
     value = None
     for i, arg in enumerate(args):
@@ -53,6 +53,12 @@ def _option(args: list[str], name: str) -> str | None:
         elif arg == f"--{name}" and i + 1 < len(args):
             value = args[i + 1]
     return value
+
+
+def _on_local_runner(args: list[str]) -> bool:
+    """Whether ``args`` run the import on Beam's local runner (the default)."""
+    runner = beam_option(args, "runner") or "FnApiRunner"
+    return runner.rsplit(".", 1)[-1] in _LOCAL_RUNNERS
 
 
 def local_cores() -> int:
@@ -79,11 +85,10 @@ def parallel_local_run(
         source_bytes: the export's size; None when it is not known (not a local file).
         cores: the cores to use (default: those this process may run on).
     """
-    runner = _option(args, "runner") or "FnApiRunner"
-    if runner.rsplit(".", 1)[-1] not in _LOCAL_RUNNERS:
+    if not _on_local_runner(args):
         return list(args), 1
-    mode = _option(args, "direct_running_mode")
-    workers = _option(args, "direct_num_workers")
+    mode = beam_option(args, "direct_running_mode")
+    workers = beam_option(args, "direct_num_workers")
     if mode is not None or workers is not None:
         if mode == "multi_processing" and workers is not None and workers.isdigit():
             return list(args), max(1, int(workers))
@@ -100,10 +105,9 @@ def quiet_worker_runner(args: list[str]) -> tuple[Any | None, list[str]]:
     Ctrl-C (``relocate.beam.worker``), and the options without the running mode (which
     would make Beam start its own worker command). Other runs: None and ``args`` as given.
     """
-    runner = _option(args, "runner") or "FnApiRunner"
-    if runner.rsplit(".", 1)[-1] not in _LOCAL_RUNNERS:
-        return None, list(args)
-    if _option(args, "direct_running_mode") != "multi_processing":
+    if not _on_local_runner(args) or beam_option(args, "direct_running_mode") != (
+        "multi_processing"
+    ):
         return None, list(args)
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
     from apache_beam.transforms.environments import SubprocessSDKEnvironment

@@ -24,6 +24,7 @@ from relocate.db.ledger import LEDGER_DDL
 from relocate.db.run_tables import drop_dead_run_tables, drop_run_tables, holding_run
 from relocate.db.target import connect
 from relocate.io.digest import source_digest
+from relocate.io.outputs import has_scheme
 from relocate.logic.convert import build_layouts
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
@@ -118,7 +119,7 @@ def build_pipeline(
 
 def _local_size(source: str) -> int | None:
     """The size of a local export file; None for ``-``, ``gs://`` and the like."""
-    if source == "-" or "://" in source:
+    if source == "-" or has_scheme(source):
         return None
     try:
         return os.path.getsize(source)

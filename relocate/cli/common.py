@@ -79,13 +79,9 @@ def check_output_flags(*flags: tuple[str, str | None]) -> None:
 
 
 def on_dataflow(beam_args: list[str]) -> bool:
-    runner = ""
-    for i, arg in enumerate(beam_args):
-        if arg.startswith("--runner="):
-            runner = arg.partition("=")[2]
-        elif arg == "--runner" and i + 1 < len(beam_args):
-            runner = beam_args[i + 1]
-    return "dataflow" in runner.lower()
+    from relocate.beam.options import beam_option
+
+    return "dataflow" in (beam_option(beam_args, "runner") or "").lower()
 
 
 def positive_int(text: str) -> int:
