@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relocate.beam.read import BAD, ROWS_PER_ELEMENT, _ReadExportFn, read_shard
+from relocate.beam.read import BAD, ROWS_PER_ELEMENT, USERNAMES, _ReadExportFn, read_shard
 from relocate.io.export_reader import BadRow
 from tests.helpers import TWO_WORKERS, import_export, run_cli, scalar
 
@@ -26,15 +26,27 @@ def _export(path: Path) -> Path:
     return path
 
 
-def _read(path: Path, shards: int, shard: int) -> tuple[list, list]:
-    fn = _ReadExportFn(str(path), None, frozenset({"sentry.user", "sentry.email"}), None, shards)
+KNOWN = frozenset({"sentry.user", "sentry.email", "sentry.useroption"})
+USER_FIELDS = {"sentry.useroption": ("user",)}
+
+
+def _outputs(path: Path, shards: int, shard: int) -> tuple[list, list, list]:
+    fn = _ReadExportFn(str(path), None, KNOWN, None, shards, USER_FIELDS)
     fn.setup()
-    batches, bad = [], []
+    batches, bad, pairs = [], [], []
     for out in fn.process(shard):
-        if getattr(out, "tag", None) == BAD:
+        tag = getattr(out, "tag", None)
+        if tag == BAD:
             bad.append(out.value)
+        elif tag == USERNAMES:
+            pairs.append(out.value)
         else:
             batches.append(out)
+    return batches, bad, pairs
+
+
+def _read(path: Path, shards: int, shard: int) -> tuple[list, list]:
+    batches, bad, _ = _outputs(path, shards, shard)
     return batches, bad
 
 
@@ -59,6 +71,25 @@ def test_a_models_batches_go_round_the_readers():
     runs = [owners[i : i + ROWS_PER_ELEMENT] for i in range(0, len(owners), ROWS_PER_ELEMENT)]
     assert all(len(set(run)) == 1 for run in runs)
     assert [run[0] for run in runs] in ([0, 1, 0, 1], [1, 0, 1, 0])
+
+
+def test_no_username_pairs_for_an_export_that_never_names_a_user_by_natural_key(tmp_path):
+    """Exports since Sentry 23.9 hold pks: the users' pairs are spilled, never emitted."""
+    src = _export(tmp_path / "e.json")
+    for shards in (1, 3):
+        assert all(not _outputs(src, shards, shard)[2] for shard in range(shards))
+
+
+def test_reader_0_emits_every_users_pair_when_a_row_names_a_user_by_natural_key(tmp_path):
+    """A 23.7 export: reader 0 emits the pairs of all users, in file order, whichever
+    reader emits their rows; a reference before the users counts too."""
+    rows = json.loads(_export(tmp_path / "e.json").read_text())
+    option = {"model": "sentry.useroption", "pk": 1, "fields": {"user": ["u5"], "key": "k"}}
+    src = tmp_path / "legacy.json"
+    src.write_text(json.dumps([option, *rows]))
+    expected = [(f"u{i}", i) for i in range(1, 1800)]
+    assert _outputs(src, 1, 0)[2] == expected
+    assert [_outputs(src, 3, shard)[2] for shard in range(3)] == [expected, [], []]
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -17,11 +18,12 @@ import pytest
 
 from relocate.logic.convert import Converted, RowInvalid
 from relocate.logic.rules.common import SUFFIX_ALPHABET, first_free, unique_candidates
-from relocate.logic.rules.users import UserOptionHandler
+from relocate.logic.rules.users import UserOptionHandler, claim_usernames, release_usernames
 from relocate.logic.settings import ImportSettings
 
 from .helpers import (
     TS,
+    TWO_WORKERS,
     apitoken,
     count,
     email,
@@ -217,6 +219,60 @@ def test_13_07_case_only_collision_inside_the_export(db_dsn, tmp_path):
     assert names[0] == "alice"
     assert len({n.lower() for n in names}) == 3
     assert all(re.fullmatch("alice-[a-z0-79]{2,12}", n.lower()) for n in names[1:]), names
+
+
+def _waits_on_a_lock(conn: psycopg.Connection, pid: int) -> bool:
+    row = conn.execute(
+        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+    ).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+def test_13_07_concurrent_batches_check_a_name_in_turn(db_dsn):
+    """Two batches checking the same name (ignoring case) take turns: the second waits at
+    its claim until the first commits, then its check sees the first's user. Batches
+    with other names do not wait. The claim table is empty once both have committed."""
+    first = psycopg.connect(db_dsn)
+    second = psycopg.connect(db_dsn)
+    other = psycopg.connect(db_dsn)
+    watch = psycopg.connect(db_dsn, autocommit=True)
+    try:
+        claim_usernames(first.cursor(), ["alice", "bob"])
+        claim_usernames(other.cursor(), ["carol"])  # another name: no wait
+        other.commit()
+        seen: list[set[str]] = []
+
+        def second_batch() -> None:
+            cur = second.cursor()
+            claim_usernames(cur, ["alice"])
+            seen.append({r[0] for r in cur.execute("SELECT lower(username) FROM auth_user")})
+            release_usernames(cur, ["alice"])
+            second.commit()
+
+        thread = threading.Thread(target=second_batch)
+        thread.start()
+        pid = second.info.backend_pid
+        for _ in range(500):
+            if _waits_on_a_lock(watch, pid):
+                break
+            threading.Event().wait(0.01)
+        assert _waits_on_a_lock(watch, pid)
+        assert not seen
+        first.execute(
+            "INSERT INTO auth_user (password, username, first_name, email, is_staff, "
+            "is_active, is_superuser, is_managed, is_sentry_app, is_password_expired, "
+            "date_joined, flags, is_unclaimed) VALUES ('x', 'Alice', '', '', false, true, "
+            "false, false, false, false, now(), 0, false)"
+        )
+        release_usernames(first.cursor(), ["alice", "bob"])
+        first.commit()
+        thread.join(timeout=30)
+        assert seen == [{"alice"}]
+        assert watch.execute("SELECT count(*) FROM relocate_username_claim").fetchone() == (1,)
+        assert watch.execute("SELECT key FROM relocate_username_claim").fetchone() == ("carol",)
+    finally:
+        for conn in (first, second, other, watch):
+            conn.close()
 
 
 @pytest.mark.parametrize("existing, imported", [("Admin", "admin"), ("owner", "OWNER")])
@@ -835,13 +891,16 @@ def _natural_keys(rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
     return out
 
 
-def test_13_legacy_23_7_export_imports_every_user_reference(db_dsn, tmp_path):
+@pytest.mark.parametrize("runner", [(), TWO_WORKERS], ids=["in-process", "two-workers"])
+def test_13_legacy_23_7_export_imports_every_user_reference(db_dsn, tmp_path, runner):
     """A 23.7-shaped export in Global scope: every natural-key user reference (user,
     owner, proxy_user, creator_user) and every hybrid-cloud ``*_id`` lands on the user of
-    the export it named."""
+    the export it named. With two workers, two readers share the rows, and the reader
+    that emits the users' pairs is not the one that emits every user."""
     rows = _natural_keys(_export_23_7(), ("user", "owner", "proxy_user", "creator_user"))
     assert rows[8]["fields"]["user"] == ["user@example.com"]  # the shape under test
-    run = import_export(db_dsn, "global", write_export(tmp_path / "23.7.json", rows))
+    src = write_export(tmp_path / "23.7.json", rows)
+    run = import_export(db_dsn, "global", src, *runner)
     assert run.code == 0, run.err
     ids = dict(query(db_dsn, "SELECT username, id FROM auth_user"))
     first, admin = ids["user@example.com"], ids["admin@localhost"]

@@ -41,7 +41,7 @@ from relocate.beam.admit import (
 )
 from relocate.beam.constraints import StageConverted
 from relocate.beam.gate import any_failed, trigger, wait_for
-from relocate.beam.read import BAD, ReadExport, rows_of
+from relocate.beam.read import BAD, USERNAMES, ReadExport, rows_of
 from relocate.beam.write import WriteReports, WriteStage, connect
 from relocate.db.constraints import ModelConstraints
 from relocate.io.export_reader import Row
@@ -50,7 +50,6 @@ from relocate.logic.admission import (
     has_legacy_owner,
     has_natural_user_refs,
     user_fk_fields,
-    username_pk,
 )
 from relocate.logic.convert import TableLayout
 from relocate.logic.settings import ImportSettings
@@ -176,12 +175,14 @@ def needs_export_lookups(
 def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     """Adds the import to ``pipeline``; returns a PCollection with the final gate."""
     registry, settings = plan.registry, plan.settings
+    user_fields = {m.name: user_fk_fields(m) for m in registry.models}
     read = pipeline | "Read" >> ReadExport(
         plan.source,
         plan.decryption,
         frozenset(m.name for m in registry.models),
         settings,
         plan.read_shards,
+        {model: fields for model, fields in user_fields.items() if fields},
     )
     actors = rows_of(read.rows, "sentry.actor", "Actors") | "ActorOwners" >> beam.Map(
         lambda r: (r[2], actor_owner(Row._make(r)))
@@ -193,13 +194,11 @@ def build(pipeline: beam.Pipeline, plan: ImportPlan) -> beam.PCollection:
     # every row of the export until the whole file is read (measured: +500 MB at 1M
     # rows). Their Admit resolves the owners and users, so that a reference of the wrong
     # shape is a finding like any other.
-    user_fields = {m.name: user_fk_fields(m) for m in registry.models}
-    # Pairs, not a map: a CombinePerKey held every user's pair in the runner's grouping
-    # buffers, for exports that never name a user by natural key too (94 MB at 3M rows).
-    # The Admit of a batch that needs them builds the map (``first_pk_of_username``).
-    usernames = rows_of(read.rows, "sentry.user", "Users") | "UsernamePks" >> beam.FlatMap(
-        lambda r: [p] if (p := username_pk(Row._make(r))) else []
-    ).with_output_types(tuple[str, int])
+    # Pairs, not a map, and only for exports that name a user by natural key (the reader
+    # spills them, ``UsernamePairs``): a side input of every export's pairs was most of
+    # the runner's growth with the export. The Admit of a batch that needs them builds
+    # the map (``first_pk_of_username``).
+    usernames = read[USERNAMES]
     paths = read.rows | "NeedsLookups" >> beam.Partition(
         lambda batch, n: int(needs_export_lookups(batch, user_fields)), 2
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,12 +16,14 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from relocate.io.export_reader import BadRow, ExportFormatError, iter_export
+from relocate.io.export_reader import BadRow, ExportFormatError, Row, iter_export
+from relocate.logic.admission import has_natural_user_refs, username_pk
 from relocate.logic.settings import ImportSettings
 
 log = logging.getLogger("relocate.read")
 
 BAD = "bad"
+USERNAMES = "usernames"
 PROGRESS_EVERY = 100_000
 #: Rows between two looks at the clock (to report progress every ``POST_EVERY`` seconds).
 CLOCK_EVERY = 1_000
@@ -47,6 +51,50 @@ def open_source(path: str) -> Any:
     return FileSystems.open(path, compression_type="uncompressed")
 
 
+class UsernamePairs:
+    """The ``(username, pk)`` pairs of an export's users, for 23.7 exports only.
+
+    Exports of Sentry 23.7 name users by natural key (a username), and such a row needs
+    every user's pair (``first_pk_of_username``); no later export does. Whether the export
+    is one is known only once it is read, and a side input of every pair held the pairs
+    of every export in the runner's memory (most of its growth from 1M to 10M rows). So
+    the reader that sees every row spills the pairs to a temporary file as it goes, and
+    emits them once the file is read only when a row named a user by natural key.
+
+    Args:
+        user_fields: model -> its fields that are foreign keys to ``sentry.user``.
+    """
+
+    def __init__(self, user_fields: dict[str, tuple[str, ...]]) -> None:
+        self._user_fields = user_fields
+        # Open for the whole read: pairs() closes it (an abandoned read: the collector).
+        self._spill = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+        #: Whether a row read so far names a user by natural key.
+        self.needed = False
+
+    def see(self, row: Row) -> None:
+        """Takes one row of the export, in file order."""
+        if row.model == "sentry.user":
+            pair = username_pk(row)
+            if pair is not None:
+                self._spill.write(json.dumps(pair) + "\n")
+        elif not self.needed:
+            fields = self._user_fields.get(row.model)
+            if fields and has_natural_user_refs(row.fields, fields):
+                self.needed = True
+
+    def pairs(self) -> Iterator[tuple[str, int]]:
+        """Every pair seen, in file order, when a row needed them; else none. Closes."""
+        try:
+            if self.needed:
+                self._spill.seek(0)
+                for line in self._spill:
+                    username, pk = json.loads(line)
+                    yield username, pk
+        finally:
+            self._spill.close()
+
+
 @dataclass(eq=False)
 class _ReadExportFn(beam.DoFn):
     """Reads one export as one of ``_shards`` readers; emits batches
@@ -56,7 +104,9 @@ class _ReadExportFn(beam.DoFn):
     Every reader parses the whole file (the rows' ordinals and the file's validity need
     it) and emits its own share of the batches (``read_shard``): admitting, converting
     and staging them, most of the work before the first write, then run in as many
-    processes as there are readers. Reader 0 also emits the bad rows and reports progress.
+    processes as there are readers. Reader 0 also emits the bad rows and the users'
+    ``(username, pk)`` pairs when a row needs them (``UsernamePairs``, on ``usernames``),
+    and reports progress.
     """
 
     _path: str
@@ -65,6 +115,8 @@ class _ReadExportFn(beam.DoFn):
     #: Where to report progress (``relocate.db.progress``); None: nowhere.
     _settings: ImportSettings | None = None
     _shards: int = 1
+    #: model -> its foreign-key fields to ``sentry.user`` (``UsernamePairs``).
+    _user_fields: dict[str, tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -98,6 +150,7 @@ class _ReadExportFn(beam.DoFn):
         count = 0
         shards = self._shards
         pending: dict[str, list[tuple]] = {}  # model -> rows not yet emitted
+        usernames = UsernamePairs(self._user_fields or {}) if shard == 0 else None
         for item in iter_export(stream):
             count += 1
             if count % CLOCK_EVERY == 0:
@@ -108,6 +161,8 @@ class _ReadExportFn(beam.DoFn):
                 if shard == 0:
                     yield beam.pvalue.TaggedOutput(BAD, item)
                 continue
+            if usernames is not None:
+                usernames.see(item)
             if shards > 1 and read_shard(item.model, item.ordinal, shards) != shard:
                 continue
             if item.model not in self._known and item.model != "sentry.actor":
@@ -119,6 +174,9 @@ class _ReadExportFn(beam.DoFn):
                 yield self._emit(pending.pop(item.model))
         for batch in pending.values():
             yield self._emit(batch)
+        if usernames is not None:
+            for pair in usernames.pairs():
+                yield beam.pvalue.TaggedOutput(USERNAMES, pair)
         self._progress.update(count % CLOCK_EVERY)
         log.debug("read %d rows in all", count)
 
@@ -182,7 +240,9 @@ class ReadExport(beam.PTransform):
     """Reads the export at ``path`` with ``shards`` readers (``_ReadExportFn``).
 
     Returns a tagged result: the main output holds batches ``(model, [Row tuple, ...])``
-    of at most ``ROWS_PER_ELEMENT`` rows of one model, ``bad`` holds ``BadRow``s.
+    of at most ``ROWS_PER_ELEMENT`` rows of one model, ``bad`` holds ``BadRow``s,
+    ``usernames`` the users' ``(username, pk)`` pairs when a row of a model in
+    ``user_fields`` names a user by natural key (``UsernamePairs``), else nothing.
     """
 
     path: str
@@ -190,6 +250,7 @@ class ReadExport(beam.PTransform):
     known_models: frozenset[str]
     settings: ImportSettings | None = None
     shards: int = 1
+    user_fields: dict[str, tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -206,5 +267,12 @@ class ReadExport(beam.PTransform):
         else:
             readers = start | "Reader" >> beam.Map(lambda _: 0)
         return readers | "Parse" >> beam.ParDo(
-            _ReadExportFn(self.path, self.decryption, self.known_models, self.settings, self.shards)
-        ).with_outputs(BAD, main="rows")
+            _ReadExportFn(
+                self.path,
+                self.decryption,
+                self.known_models,
+                self.settings,
+                self.shards,
+                self.user_fields,
+            )
+        ).with_outputs(BAD, USERNAMES, main="rows")

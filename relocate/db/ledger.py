@@ -21,6 +21,10 @@
   per batch (inside the batch's transaction). Append-only, so parallel writers never
   contend on a counter row; its sums are what the progress display and ``relocate
   status`` show.
+* ``relocate_username_claim``: empty at rest. A batch of users inserts the lower-cased
+  names it checks and deletes them again before it commits: a concurrent batch checking
+  one of the same names waits on that row until the first commits, then sees its users.
+  Per-name waits, where PostgreSQL has no unique index on ``lower(username)`` to give them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ LEDGER_TABLES = (
     "relocate_import",
     "relocate_side_effect",
     "relocate_progress",
+    "relocate_username_claim",
 )
 
 LEDGER_DDL: tuple[str, ...] = (
@@ -159,4 +164,5 @@ LEDGER_DDL: tuple[str, ...] = (
     END
     $$
     """,
+    "CREATE TABLE IF NOT EXISTS relocate_username_claim (key text PRIMARY KEY)",
 )
