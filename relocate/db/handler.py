@@ -8,7 +8,7 @@ rules extend, and the SQL helpers the rules share. The batch engine that drives 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -200,7 +200,9 @@ def adapt(value: Any, kind: str) -> Any:
 _INDEX_ONLY = ("enable_seqscan", "enable_bitmapscan")
 
 
-def index_lookup(cur: psycopg.Cursor, query: Any, params: Sequence[Any]) -> list[tuple]:
+def index_lookup(
+    cur: psycopg.Cursor, query: Any, params: Sequence[Any] | Mapping[str, Any]
+) -> list[tuple]:
     """Runs a keyed lookup as one index probe per key, whatever the statistics say.
 
     ``query`` joins the keys (``unnest(...)``) ``CROSS JOIN LATERAL`` to a subquery that

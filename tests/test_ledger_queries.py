@@ -1,0 +1,51 @@
+"""Queries over the pk-map ledger that must not read the whole import's rows."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+
+from relocate.db.finish import ledger_models
+from relocate.db.handler import index_lookup
+
+
+def _fill(conn: psycopg.Connection, import_uuid: str, models: dict[str, int]) -> None:
+    for model, rows in models.items():
+        conn.execute(
+            "INSERT INTO relocate_pk_map (import_uuid, model, old_pk, new_pk, kind, ordinal, "
+            "stage) SELECT %s, %s, n, n, 'Inserted', n, 1 FROM generate_series(1, %s) AS n",
+            (import_uuid, model, rows),
+        )
+
+
+def test_ledger_models_are_the_models_of_one_import(db_dsn):
+    mine, other = uuid.uuid4().hex, uuid.uuid4().hex
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("ANALYZE relocate_pk_map")  # statistics of an empty ledger, as mid-import
+        _fill(conn, mine, {"sentry.user": 2000, "sentry.email": 1, "sentry.team": 30})
+        _fill(conn, other, {"sentry.project": 5, "sentry.user": 3})
+        with conn.cursor() as cur:
+            assert ledger_models(cur, mine) == {"sentry.user", "sentry.email", "sentry.team"}
+            assert ledger_models(cur, other) == {"sentry.project", "sentry.user"}
+            assert ledger_models(cur, uuid.uuid4().hex) == set()
+
+
+def test_an_index_lookup_finds_each_key_and_leaves_the_planner_as_it_was(db_dsn):
+    mine = uuid.uuid4().hex
+    with psycopg.connect(db_dsn) as conn:
+        _fill(conn, mine, {"sentry.user": 1000})
+        with conn.cursor() as cur:
+            rows = index_lookup(
+                cur,
+                "SELECT r.old_pk, m.new_pk FROM unnest(%s::bigint[]) AS r(old_pk) "
+                "CROSS JOIN LATERAL (SELECT m.new_pk FROM relocate_pk_map m "
+                "WHERE m.import_uuid = %s AND m.model = 'sentry.user' AND m.old_pk = r.old_pk "
+                "LIMIT 1) AS m",
+                ([5, 999, 1001], mine),
+            )
+            assert sorted(rows) == [(5, 5), (999, 999)]
+            settings = cur.execute(
+                "SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan')"
+            ).fetchone()
+            assert settings == ("on", "on")
