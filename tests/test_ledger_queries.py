@@ -49,3 +49,38 @@ def test_an_index_lookup_finds_each_key_and_leaves_the_planner_as_it_was(db_dsn)
                 "SELECT current_setting('enable_seqscan'), current_setting('enable_bitmapscan')"
             ).fetchone()
             assert settings == ("on", "on")
+
+
+def test_record_outcomes_updates_only_the_rows_given(db_dsn):
+    from relocate.db.handler import Item
+    from relocate.db.sink import record_outcomes
+
+    mine, other = uuid.uuid4().hex, uuid.uuid4().hex
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("ANALYZE relocate_pk_map")
+        _fill(conn, mine, {"sentry.email": 3000, "sentry.team": 10})
+        _fill(conn, other, {"sentry.email": 10})
+        existing = Item(7, 7, {}, new_pk=90001, kind="Existing")
+        renamed = Item(8, 8, {}, new_pk=8, slug="team-8")
+        renamed.changes["slug"] = {"action": "renamed", "reason": "taken", "from": "t\u00e9"}
+        overwritten = Item(2999, 2999, {}, new_pk=5, kind="Overwrite", previous={"x": [1]})
+        with conn.cursor() as cur:
+            record_outcomes(cur, mine, "sentry.email", [existing, renamed, overwritten])
+            rows = cur.execute(
+                "SELECT old_pk, new_pk, kind, slug, previous, changes FROM relocate_pk_map "
+                "WHERE import_uuid = %s AND model = 'sentry.email' AND old_pk IN (6, 7, 8, 2999) "
+                "ORDER BY old_pk",
+                (mine,),
+            ).fetchall()
+            assert rows == [
+                (6, 6, "Inserted", None, None, None),
+                (7, 90001, "Existing", None, None, None),
+                (8, 8, "Inserted", "team-8", None, {"slug": renamed.changes["slug"]}),
+                (2999, 5, "Overwrite", None, {"x": [1]}, None),
+            ]
+            untouched = cur.execute(
+                "SELECT count(*) FROM relocate_pk_map WHERE (import_uuid = %s OR model = "
+                "'sentry.team') AND kind = 'Inserted' AND new_pk = old_pk",
+                (other,),
+            ).fetchone()
+            assert untouched == (20,)

@@ -198,6 +198,12 @@ def adapt(value: Any, kind: str) -> Any:
 #: PostgreSQL took "all of the import's ledger rows" for a few dozen and joined each key
 #: of the batch against all of them: up to 0.7 s per batch's lookup at 300k rows.
 _INDEX_ONLY = ("enable_seqscan", "enable_bitmapscan")
+#: And for a statement that joins its probed rows back by tuple id: nested loops only.
+_NESTED_ONLY = (*_INDEX_ONLY, "enable_hashjoin", "enable_mergejoin")
+
+
+def _planner(cur: psycopg.Cursor, names: Sequence[str], value: str) -> None:
+    cur.execute("SELECT " + ", ".join(f"set_config('{n}', '{value}', true)" for n in names))
 
 
 def index_lookup(
@@ -211,12 +217,21 @@ def index_lookup(
     other than the index's turned off for the statement, each key is one probe. Runs in
     the current transaction; returns the rows.
     """
-    off = ", ".join(f"set_config('{name}', 'off', true)" for name in _INDEX_ONLY)
-    on = ", ".join(f"set_config('{name}', 'on', true)" for name in _INDEX_ONLY)
-    cur.execute(f"SELECT {off}")
+    _planner(cur, _INDEX_ONLY, "off")
     rows = cur.execute(query, params).fetchall()
-    cur.execute(f"SELECT {on}")
+    _planner(cur, _INDEX_ONLY, "on")
     return rows
+
+
+def index_statement(
+    cur: psycopg.Cursor, statement: Any, params: Sequence[Any] | Mapping[str, Any]
+) -> None:
+    """Runs a statement that finds its rows as ``index_lookup`` does and joins them back by
+    tuple id (``WHERE t.ctid = found.tid``): with scans other than the index's and joins
+    other than nested loops turned off, each row is one probe and one fetch by id."""
+    _planner(cur, _NESTED_ONLY, "off")
+    cur.execute(statement, params)
+    _planner(cur, _NESTED_ONLY, "on")
 
 
 def try_unique(ctx: WriteContext, action: Callable[[], None]) -> bool:
