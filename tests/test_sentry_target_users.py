@@ -16,9 +16,19 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
+from relocate.db.username_index import (
+    INDEX_NAME,
+    ensure_lower_username_index,
+    has_lower_username_index,
+)
 from relocate.logic.convert import Converted, RowInvalid
 from relocate.logic.rules.common import SUFFIX_ALPHABET, first_free, unique_candidates
-from relocate.logic.rules.users import UserOptionHandler, claim_usernames, release_usernames
+from relocate.logic.rules.users import (
+    UserOptionHandler,
+    claim_usernames,
+    release_usernames,
+    taken_usernames,
+)
 from relocate.logic.settings import ImportSettings
 
 from .helpers import (
@@ -219,6 +229,68 @@ def test_13_07_case_only_collision_inside_the_export(db_dsn, tmp_path):
     assert names[0] == "alice"
     assert len({n.lower() for n in names}) == 3
     assert all(re.fullmatch("alice-[a-z0-79]{2,12}", n.lower()) for n in names[1:]), names
+
+
+def test_13_07_an_import_indexes_lower_username_and_the_check_finds_names_either_way(
+    db_dsn, tmp_path
+):
+    """The case-insensitive name check probes an index on ``lower(username)``, which an
+    import creates; without one (a role that may not create it) it reads the table, with
+    the same answer."""
+    add_user(db_dsn, "Admin")
+    add_user(db_dsn, "bob")
+    keys = ["admin", "bob", "carol"]
+    with psycopg.connect(db_dsn) as conn, conn.cursor() as cur:
+        assert not has_lower_username_index(cur)
+        assert taken_usernames(cur, keys, indexed=False) == {"admin", "bob"}
+    run = import_export(db_dsn, "users", write_export(tmp_path / "u.json", [user(1, "ADMIN")]))
+    assert run.code == 0, run.err
+    with psycopg.connect(db_dsn) as conn, conn.cursor() as cur:
+        assert has_lower_username_index(cur)
+        assert taken_usernames(cur, keys, indexed=True) == {"admin", "bob"}
+        assert ensure_lower_username_index(conn)  # there already: nothing to do
+        names = [r[0] for r in cur.execute("SELECT username FROM auth_user ORDER BY id")]
+        assert names[:2] == ["Admin", "bob"] and names[2].startswith("ADMIN-")
+        cur.execute(f"DROP INDEX {INDEX_NAME}")
+        cur.execute("CREATE INDEX operators_own ON auth_user (lower(username))")
+        assert has_lower_username_index(cur)  # any name will do
+        cur.execute("DROP INDEX operators_own")
+        cur.execute("CREATE INDEX other ON auth_user (upper(username))")
+        assert not has_lower_username_index(cur)
+
+
+def test_13_07_without_the_privilege_to_index_the_import_goes_on(db_dsn, tmp_path, caplog):
+    """A role that does not own ``auth_user`` cannot create the index: the import says so
+    in one line and checks names by reading the table."""
+    role = "relocate_not_owner"
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT ALL ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        for (table,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename LIKE 'relocate\\_%'"
+        ).fetchall():
+            conn.execute(f'ALTER TABLE "{table}" OWNER TO {role}')  # relocate's own
+    add_user(db_dsn, "Admin")
+    try:
+        run = import_export(
+            db_dsn + f" user={role}",
+            "users",
+            write_export(tmp_path / "u.json", [user(1, "admin"), user(2, "carol")]),
+        )
+        assert run.code == 0, run.err
+        assert "no index on lower(username) of auth_user" in caplog.text
+        with psycopg.connect(db_dsn) as conn, conn.cursor() as cur:
+            assert not has_lower_username_index(cur)
+            names = [r[0] for r in cur.execute("SELECT username FROM auth_user ORDER BY id")]
+        assert names[0] == "Admin" and names[1].startswith("admin-") and names[2] == "carol"
+    finally:
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
 
 
 def _waits_on_a_lock(conn: psycopg.Connection, pid: int) -> bool:

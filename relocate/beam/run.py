@@ -23,6 +23,7 @@ from relocate.db.imports import holding_liveness, register_import, require_schem
 from relocate.db.ledger import LEDGER_DDL
 from relocate.db.run_tables import drop_dead_run_tables, drop_run_tables, holding_run
 from relocate.db.target import connect
+from relocate.db.username_index import ensure_lower_username_index
 from relocate.io.digest import source_digest
 from relocate.io.outputs import has_scheme
 from relocate.logic.convert import build_layouts
@@ -67,6 +68,7 @@ def prepare_target(
         for statement in LEDGER_DDL:
             conn.execute(statement)
         conn.commit()
+        ensure_lower_username_index(conn)
         catalog = read_catalog(conn)
         conn.commit()
         register_import(conn, settings, source_digest=digest, detached=detached)

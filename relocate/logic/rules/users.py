@@ -31,6 +31,7 @@ from relocate.db.handler import (
     try_unique,
     update_rows,
 )
+from relocate.db.username_index import has_lower_username_index
 from relocate.logic.convert import Converted, RowInvalid
 from relocate.logic.rules.common import first_free, secure_token, unusable_password
 from relocate.logic.settings import ImportSettings
@@ -102,17 +103,7 @@ class UserHandler(Handler):
         # name. PostgreSQL's lower() gives the keys, so Python and the queries agree.
         keys = pg_lower(ctx, [item.values["username"] for item in items])
         claim_usernames(ctx.cur, keys)
-        # IN (SELECT unnest(...)), not = ANY(...): once psycopg prepares the statement,
-        # the generic plan compares every user with every key of the batch (0.5 s per batch
-        # at 66k users); the semi-join hashes the keys.
-        taken = {
-            r[0]
-            for r in ctx.cur.execute(
-                "SELECT lower(username) FROM auth_user "
-                "WHERE lower(username) IN (SELECT unnest(%s::text[]))",
-                (keys,),
-            )
-        }
+        taken = taken_usernames(ctx.cur, keys, self._indexed(ctx.cur))
         fast: list[Item] = []
         slow: list[Item] = []
         for item, key in zip(items, keys):
@@ -125,6 +116,14 @@ class UserHandler(Handler):
             self._write_one(ctx, item)
         release_usernames(ctx.cur, keys)
         self._side_effects(ctx, [i for i in items if i.kind != EXISTING])
+
+    def _indexed(self, cur: psycopg.Cursor) -> bool:
+        """Whether the target has the ``lower(username)`` index (looked up once per
+        handler: the import creates it before any write, relocate.db.username_index)."""
+        indexed = getattr(self, "_has_index", None)
+        if indexed is None:
+            indexed = self._has_index = has_lower_username_index(cur)
+        return indexed
 
     def _write_one(self, ctx: WriteContext, item: Item) -> None:
         original = item.values["username"]
@@ -273,6 +272,30 @@ class EmailHandler(Handler):
                 for i in onto
             ],
         )
+
+
+def taken_usernames(cur: psycopg.Cursor, keys: list[str], indexed: bool) -> set[str]:
+    """The lower-cased names among ``keys`` that a user of the target has.
+
+    With the ``lower(username)`` index, one probe per name (``index_lookup``); without it,
+    one pass over the table with the names hashed: ``IN (SELECT unnest(...))``, not
+    ``= ANY(...)``, whose generic plan, once psycopg prepares the statement, compares
+    every user with every name (0.5 s per batch at 66k users).
+    """
+    if indexed:
+        rows = index_lookup(
+            cur,
+            "SELECT k FROM unnest(%s::text[]) AS k CROSS JOIN LATERAL "
+            "(SELECT 1 FROM auth_user WHERE lower(username) = k LIMIT 1) AS u",
+            (keys,),
+        )
+    else:
+        rows = cur.execute(
+            "SELECT lower(username) FROM auth_user "
+            "WHERE lower(username) IN (SELECT unnest(%s::text[]))",
+            (keys,),
+        ).fetchall()
+    return {r[0] for r in rows}
 
 
 def claim_usernames(cur: psycopg.Cursor, keys: list[str]) -> None:
