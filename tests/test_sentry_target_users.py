@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -327,7 +328,7 @@ def test_13_07_concurrent_batches_check_a_name_in_turn(db_dsn):
         for _ in range(500):
             if _waits_on_a_lock(watch, pid):
                 break
-            threading.Event().wait(0.01)
+            time.sleep(0.01)
         assert _waits_on_a_lock(watch, pid)
         assert not seen
         first.execute(

@@ -57,9 +57,7 @@ def ensure_lower_username_index(conn: psycopg.Connection) -> bool:
     try:
         with conn.transaction():
             conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON auth_user (lower(username))"
-            )
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON auth_user (lower(username))")
     except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
         return True  # a concurrent import built it at the same time
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.LockNotAvailable) as exc:
