@@ -99,8 +99,9 @@ def record_outcomes(
     The rows travel as one JSON array. Each is found by an index probe (``index_lookup``'s
     shape) and updated by its tuple id, with joins other than nested loops turned off for
     the statement: on the stale statistics of a growing ledger, a plain join with the
-    rows planned a scan of the model's whole ledger (1.2 s per batch at 50k rows), and
-    one UPDATE per row cost about 45 us a row in all (7 s of a 1M-row import).
+    rows planned a scan of the model's whole ledger (1.2 s per batch at 50k rows). One
+    pipelined UPDATE per row took 25 ms per 1,000 rows on a 1M-row ledger, this 20 ms,
+    with no parameter tuple built per row in Python.
     """
     rows = json.dumps(
         [
