@@ -6,7 +6,7 @@ import uuid
 
 import psycopg
 
-from relocate.db.finish import ledger_models
+from relocate.db.finish import import_keys, ledger_models
 from relocate.db.handler import index_lookup
 
 
@@ -29,6 +29,15 @@ def test_ledger_models_are_the_models_of_one_import(db_dsn):
             assert ledger_models(cur, mine) == {"sentry.user", "sentry.email", "sentry.team"}
             assert ledger_models(cur, other) == {"sentry.project", "sentry.user"}
             assert ledger_models(cur, uuid.uuid4().hex) == set()
+            cur.execute(
+                "INSERT INTO relocate_side_effect (import_uuid, table_name, row_id) "
+                "SELECT %s, t, n FROM unnest(ARRAY['sentry_useremail', 'sentry_email']) AS t, "
+                "generate_series(1, 500) AS n",
+                (mine,),
+            )
+            keys = import_keys(cur, "relocate_side_effect", "table_name", mine)
+            assert keys == {"sentry_useremail", "sentry_email"}
+            assert import_keys(cur, "relocate_side_effect", "table_name", other) == set()
 
 
 def test_an_index_lookup_finds_each_key_and_leaves_the_planner_as_it_was(db_dsn):
