@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 
 import psycopg
 
 from relocate.db.finish import import_keys, ledger_models
-from relocate.db.handler import index_lookup
+from relocate.db.handler import WriteContext, index_lookup, update_rows
+from relocate.logic.convert import ColumnLayout, TableLayout
+from relocate.logic.settings import ImportSettings
+from relocate.schemas.registry import Registry
 
 
 def _fill(conn: psycopg.Connection, import_uuid: str, models: dict[str, int]) -> None:
@@ -93,3 +97,79 @@ def test_record_outcomes_updates_only_the_rows_given(db_dsn):
                 (other,),
             ).fetchone()
             assert untouched == (20,)
+
+
+def _update_context(cur: psycopg.Cursor) -> WriteContext:
+    columns = (("name", "text"), ("at", "timestamp"), ("flag", "bool"), ("data", "json"))
+    columns += (("tags", "array:text"), ("n", "int:integer"))
+    layout = TableLayout(
+        "test.updated",
+        "relocate_test_updated",
+        tuple(ColumnLayout(c, c, kind, True, False) for c, kind in columns),
+        (),
+        None,
+    )
+    registry = Registry.load()
+    return WriteContext(
+        cur,
+        ImportSettings("organizations", uuid.uuid4().hex, "run", ""),
+        registry,
+        registry["sentry.email"],
+        layout,
+        {},
+        {},
+    )
+
+
+def test_update_rows_writes_each_columns_type_and_the_last_values_of_a_row_named_twice(db_dsn):
+    with psycopg.connect(db_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE relocate_test_updated (id bigint PRIMARY KEY, name text, "
+            "at timestamptz, flag boolean, data jsonb, tags text[], n integer)"
+        )
+        cur.execute(
+            "INSERT INTO relocate_test_updated (id, name, n) "
+            "SELECT i, 'row ' || i, i FROM generate_series(1, 3000) AS i"
+        )
+        ctx = _update_context(cur)
+        at = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone.utc)
+        update_rows(
+            ctx,
+            [
+                (10, {"name": "ten", "at": at, "flag": True}),
+                (11, {"name": 'quote "\\ é', "at": "2023-01-02T03:04:05+00:00", "flag": False}),
+                (10, {"name": "ten again", "at": None, "flag": None}),
+                (12, {"data": {"a": [1, 2.5, None, "x"]}, "tags": ["p", "q"], "n": -7}),
+                (13, {"data": [1], "tags": [], "n": 0}),
+                (14, {"name": "alone"}),
+                (15, {}),
+            ],
+        )
+        rows = cur.execute(
+            "SELECT id, name, at, flag, data, tags, n FROM relocate_test_updated "
+            "WHERE id BETWEEN 9 AND 16 ORDER BY id"
+        ).fetchall()
+        assert rows == [
+            (9, "row 9", None, None, None, None, 9),
+            (10, "ten again", None, None, None, None, 10),
+            (
+                11,
+                'quote "\\ é',
+                datetime(2023, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+                False,
+                None,
+                None,
+                11,
+            ),
+            (12, "row 12", None, None, {"a": [1, 2.5, None, "x"]}, ["p", "q"], -7),
+            (13, "row 13", None, None, [1], [], 0),
+            (14, "alone", None, None, None, None, 14),
+            (15, "row 15", None, None, None, None, 15),
+            (16, "row 16", None, None, None, None, 16),
+        ]
+        update_rows(ctx, [(20, {"at": at}), (21, {"at": at})])
+        assert cur.execute(
+            "SELECT array_agg(at ORDER BY id) FROM relocate_test_updated WHERE id IN (20, 21)"
+        ).fetchone() == ([at, at],)
+        settings = cur.execute("SELECT current_setting('enable_seqscan')").fetchone()
+        assert settings == ("on",)
