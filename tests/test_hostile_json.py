@@ -30,7 +30,7 @@ import pytest
 
 from relocate.io import export_reader
 from relocate.io.export_reader import MAX_NESTING, BadRow, ExportFormatError, Row, iter_export
-from relocate.logic.values import ValueProblem, coerce
+from relocate.logic.values import ValueProblem, coerce, value_converter
 
 from .helpers import import_export, option, query, row, user, useremail, useroption, userrole
 
@@ -494,6 +494,51 @@ def test_16_14_numbers_python_cannot_hold_are_a_finding_on_their_row(
 def test_16_14_integer_a_column_cannot_hold_is_a_value_problem(value: Any, kind: str) -> None:
     with pytest.raises(ValueProblem, match="out of range|beyond"):
         coerce(value, kind)
+
+
+_CONVERTER_KINDS = ("int:bigint", "int:integer", "int:smallint", "text", "varchar:5", "bool")
+_CONVERTER_VALUES = (
+    0,
+    -1,
+    2**15,
+    2**31 - 1,
+    2**31,
+    -(2**31),
+    2**63 - 1,
+    2**63,
+    -(2**63) - 1,
+    True,
+    False,
+    1.0,
+    1.5,
+    "1",
+    " 7 ",
+    "abc",
+    "abcde",
+    "abcdef",
+    "a\x00b",
+    "",
+    "true",
+    "t",
+    [1],
+    {"a": 1},
+)
+
+
+@pytest.mark.parametrize("kind", _CONVERTER_KINDS)
+def test_a_kinds_value_converter_decides_every_value_as_coerce_does(kind: str) -> None:
+    """The per-column fast path takes no value ``coerce`` would refuse or change."""
+    convert = value_converter(kind)
+    for value in _CONVERTER_VALUES:
+        try:
+            expected: Any = ("value", coerce(value, kind))
+        except ValueProblem as exc:
+            expected = ("problem", str(exc))
+        try:
+            got: Any = ("value", convert(value))
+        except ValueProblem as exc:
+            got = ("problem", str(exc))
+        assert got == expected and type(got[1]) is type(expected[1]), (kind, value)
 
 
 def test_16_14_integer_outside_int64_is_a_finding_on_its_row(db_dsn: str, tmp_path: Path) -> None:

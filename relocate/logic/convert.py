@@ -9,12 +9,13 @@ own names: field names from the export never reach SQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
 from relocate.io.export_reader import Row
-from relocate.logic.values import ValueProblem, coerce, column_kind
+from relocate.logic.values import ValueProblem, column_kind, value_converter
 from relocate.schemas.registry import ForeignKey, Registry
 
 
@@ -82,12 +83,17 @@ class TableLayout:
 
     def __getstate__(self) -> dict[str, Any]:
         # Shipped to every DoFn that writes or converts: the lookup is rebuilt there.
-        return {k: v for k, v in self.__dict__.items() if k != "by_field"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("by_field", "converters")}
 
     @cached_property
     def by_field(self) -> dict[str, ColumnLayout]:
         """Export field -> column (built once per layout, not once per row)."""
         return {c.field: c for c in self.columns}
+
+    @cached_property
+    def converters(self) -> dict[str, tuple[ColumnLayout, Callable[[Any], Any]]]:
+        """Export field -> (column, its ``value_converter``), built once per layout."""
+        return {c.field: (c, value_converter(c.kind)) for c in self.columns}
 
     def column(self, name: str) -> ColumnLayout | None:
         for col in self.columns:
@@ -152,13 +158,14 @@ def convert_row(row: Row, layout: TableLayout) -> Converted:
         RowInvalid: a value the column cannot hold, named by field.
     """
     values: dict[str, Any] = {}
-    by_field = layout.by_field
+    converters = layout.converters
     for field, value in row.fields.items():
-        col = by_field.get(field)
-        if col is None:
+        found = converters.get(field)
+        if found is None:
             continue
+        col, convert = found
         try:
-            converted = coerce(value, col.kind)
+            converted = None if value is None else convert(value)
         except ValueProblem as exc:
             raise RowInvalid(f"field `{field}`: {exc}") from None
         if converted is None and not col.nullable and not col.has_default:

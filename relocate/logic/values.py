@@ -16,6 +16,7 @@ import math
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -77,6 +78,44 @@ def _check_text(text: str) -> str:
     if "\x00" in text:
         raise ValueProblem("text contains a NUL character, which PostgreSQL cannot store")
     return text
+
+
+def value_converter(kind: str) -> Callable[[Any], Any]:
+    """``coerce`` for one column kind, with the commonest case of the kind decided first.
+
+    A row's fields go through this once each (ten million calls at 1M rows): an integer
+    column's int, a text column's str and a boolean column's bool take a few checks;
+    every other value, and every other kind, goes to ``coerce``, which decides as before.
+    """
+    if kind.startswith("int:"):
+        limit = INT_TYPES[kind[4:]]
+
+        def integer(value: Any) -> Any:
+            if type(value) is int and -limit <= value < limit:
+                return value
+            return coerce(value, kind)
+
+        return integer
+    if kind == "text" or kind.startswith("varchar:"):
+        longest = int(kind[8:]) if kind != "text" else None
+
+        def text(value: Any) -> Any:
+            if (
+                type(value) is str
+                and (longest is None or len(value) <= longest)
+                and "\x00" not in value
+            ):
+                return value
+            return coerce(value, kind)
+
+        return text
+    if kind == "bool":
+
+        def boolean(value: Any) -> Any:
+            return value if type(value) is bool else coerce(value, kind)
+
+        return boolean
+    return lambda value: coerce(value, kind)
 
 
 def coerce(value: Any, kind: str) -> Any:
