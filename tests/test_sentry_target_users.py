@@ -754,6 +754,37 @@ def test_13_11_duplicate_user_ip_takes_the_later_times(db_dsn, tmp_path):
     ]
 
 
+@pytest.mark.parametrize("batch_size", ["1000", "2"])
+def test_13_11_one_address_however_written_is_one_user_ip_in_a_batch_or_across(
+    db_dsn, tmp_path, batch_size
+):
+    """PostgreSQL's inet takes ``1.2.3.4/32`` for ``1.2.3.4``: the get-or-create finds the
+    row of an earlier row of the same batch (batch size 1000) or of an earlier batch (2)
+    whichever way the address was written, and the last row's times stay."""
+    rows = [user(1, "ip")]
+    for pk, address, year in ((1, "1.2.3.4/32", 2015), (2, "9.9.9.9", 2016), (3, "1.2.3.4", 2017)):
+        row = userip(pk, 1, address)
+        row["fields"].update(
+            first_seen=f"{year}-01-01T00:00:00Z", last_seen=f"{year}-06-01T00:00:00Z"
+        )
+        rows.append(row)
+    path = write_export(tmp_path / "ip.json", rows)
+    run = import_export(db_dsn, "global", path, "--batch-size", batch_size)
+    assert run.code == 0, run.err
+    ips = query(db_dsn, "SELECT id, host(ip_address), first_seen FROM sentry_userip ORDER BY 2")
+    assert [(ip[1], ip[2].year) for ip in ips] == [("1.2.3.4", 2017), ("9.9.9.9", 2016)]
+    ledger = query(
+        db_dsn,
+        "SELECT old_pk, new_pk, kind FROM relocate_pk_map WHERE model = 'sentry.userip' "
+        "ORDER BY old_pk",
+    )
+    assert ledger == [
+        (1, ips[0][0], "Inserted"),
+        (2, ips[1][0], "Inserted"),
+        (3, ips[0][0], "Inserted"),
+    ]
+
+
 # ----------------------------------------------------------------------------------------
 # Point 12: what a project's post_save creates; project key labels.
 

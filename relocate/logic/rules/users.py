@@ -7,10 +7,12 @@ UserEmail and Email, LostPasswordHash), and the rows dropped for merged users.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import zoneinfo
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import psycopg
 
@@ -22,7 +24,6 @@ from relocate.db.handler import (
     RowFailed,
     WriteContext,
     copy_rows,
-    find_existing,
     index_lookup,
     insert_row,
     insert_side_effects,
@@ -512,14 +513,33 @@ class UserIpHandler(Handler):
             item.values["last_seen"] = ctx.now
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
-        for item in items:
-            ctx.current = item
-            existing = find_existing(
-                ctx, {"user_id": item.values["user_id"], "ip_address": item.values["ip_address"]}
+        # One lookup and one COPY per batch (a get-or-create per row took 171 s of the 10M
+        # Global import): rows whose (user, ip) the target or an earlier row of the batch
+        # has land on that row and give it their times, in file order.
+        users = [i.values["user_id"] for i in items]
+        addresses = [i.values["ip_address"] for i in items]
+        existing = {
+            (user_id, _address_key(address)): row_id
+            for row_id, user_id, address in index_lookup(
+                ctx.cur,
+                "SELECT x.id, t.u, t.ip FROM unnest(%s::bigint[], %s::text[]) AS t(u, ip) "
+                "CROSS JOIN LATERAL (SELECT x.id FROM sentry_userip x "
+                "WHERE x.user_id = t.u AND x.ip_address = t.ip::inet LIMIT 1) AS x",
+                (users, addresses),
             )
-            if existing is None:
-                insert_row(ctx, item)
-                continue
-            item.new_pk = existing
-            times = {c: item.values[c] for c in ("first_seen", "last_seen") if c in item.values}
-            update_rows(ctx, [(existing, times)])
+        }
+        keys = [(u, _address_key(a)) for u, a in zip(users, addresses, strict=True)]
+        new, onto = split_onto_existing(items, keys, existing)
+        copy_rows(ctx, new)
+        update_rows(
+            ctx,
+            [
+                (i.new_pk, {c: i.values[c] for c in ("first_seen", "last_seen") if c in i.values})
+                for i in onto
+            ],
+        )
+
+
+def _address_key(address: str) -> Any:
+    """An address as PostgreSQL's inet compares it (``1.2.3.4`` equals ``1.2.3.4/32``)."""
+    return ipaddress.ip_interface(address)
