@@ -48,5 +48,5 @@ setup(
             "setuptools>=61",
         ],
     },
-    entry_points={"console_scripts": ["relocate=relocate.cli.main:main"]},
+    entry_points={"console_scripts": ["relocate=relocate.cli.main:console"]},
 )

@@ -111,3 +111,20 @@ def test_multi_processing_workers_are_relocates_quiet_worker():
     assert isinstance(runner, FnApiRunner) and args == ["--x=1"]
     dataflow = ["--runner=DataflowRunner", "--direct_running_mode=multi_processing"]
     assert quiet_worker_runner(dataflow) == (None, dataflow)
+
+
+def test_an_import_process_freezes_what_it_loaded_and_collects_young_objects_rarely():
+    """The console script and the worker processes tune the cycle collector at start."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import gc, sys\n"
+        "from relocate.cli import main\n"
+        "main.main = lambda: print(gc.get_threshold(), gc.get_freeze_count() > 10000) or 0\n"
+        "sys.exit(main.console())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split("\n")[0] == "(50000, 20, 10) True"

@@ -22,6 +22,7 @@ from typing import TextIO
 # crashed it (a scratch cluster's initdb died of SIGSEGV). An explicit setting is kept.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
+from relocate.beam.worker import tune_garbage_collector
 from relocate.cli.commands import local_db_command, rollback_command, schema_command
 from relocate.cli.common import INTERRUPTED, UsageError, was_interrupted
 from relocate.cli.import_command import run_import
@@ -111,5 +112,12 @@ def _configure_logging(err: TextIO, silent: bool, verbose: bool = False) -> None
     logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 
+def console() -> int:
+    """The ``relocate`` console script: ``main`` in a process of its own, whose garbage
+    collector is tuned for an import (``tune_garbage_collector``)."""
+    tune_garbage_collector()
+    return main()
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(console())

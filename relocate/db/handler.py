@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -45,8 +45,9 @@ class RowFailed(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
+    """What the ledger says of a referenced row (a tuple: a batch builds thousands)."""
+
     new_pk: int
     kind: str
     slug: str | None = None
