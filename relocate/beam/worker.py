@@ -45,7 +45,7 @@ def command() -> str:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, _end_quietly)
-    import apache_beam.runners.worker.sdk_worker_main  # noqa: F401  (loaded, then frozen)
+    import apache_beam.runners.worker.sdk_worker  # noqa: F401  (the harness: loaded, then frozen)
 
     import relocate.beam.pipeline  # noqa: F401
 
