@@ -518,8 +518,9 @@ class UserIpHandler(Handler):
         # has land on that row and give it their times, in file order.
         users = [i.values["user_id"] for i in items]
         addresses = [i.values["ip_address"] for i in items]
+        key_of = {a: _address_key(a) for a in addresses}
         existing = {
-            (user_id, _address_key(address)): row_id
+            (user_id, key_of[address]): row_id
             for row_id, user_id, address in index_lookup(
                 ctx.cur,
                 "SELECT x.id, t.u, t.ip FROM unnest(%s::bigint[], %s::text[]) AS t(u, ip) "
@@ -528,7 +529,7 @@ class UserIpHandler(Handler):
                 (users, addresses),
             )
         }
-        keys = [(u, _address_key(a)) for u, a in zip(users, addresses, strict=True)]
+        keys = [(u, key_of[a]) for u, a in zip(users, addresses, strict=True)]
         new, onto = split_onto_existing(items, keys, existing)
         copy_rows(ctx, new)
         update_rows(
