@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import psycopg
 
 from relocate.db.finish import import_keys, ledger_models
-from relocate.db.handler import WriteContext, index_lookup, update_rows
+from relocate.db.handler import WriteContext, index_lookup, insert_skipping_taken, update_rows
 from relocate.logic.convert import ColumnLayout, TableLayout
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
@@ -173,3 +173,36 @@ def test_update_rows_writes_each_columns_type_and_the_last_values_of_a_row_named
         ).fetchone() == ([at, at],)
         settings = cur.execute("SELECT current_setting('enable_seqscan')").fetchone()
         assert settings == ("on",)
+
+
+def test_insert_skipping_taken_inserts_as_on_conflict_do_nothing_would(db_dsn):
+    mine = uuid.uuid4().hex
+    claim = (
+        "INSERT INTO relocate_pk_map (import_uuid, model, old_pk, new_pk, kind, ordinal, stage) "
+        "SELECT %s, 'sentry.team', t.pk, t.pk + 100, 'Inserted', t.ordinal, 1 "
+        "FROM unnest(%s::bigint[], %s::bigint[]) AS t(pk, ordinal) ORDER BY t.ordinal"
+    )
+    with psycopg.connect(db_dsn) as conn:
+        _fill(conn, mine, {"sentry.team": 3})  # pks 1..3, ordinals 1..3
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT 1")  # the batch's transaction has begun
+            # None taken: the plain statement inserts them all.
+            fresh = insert_skipping_taken(
+                cur, claim, "RETURNING old_pk, new_pk", (mine, [10, 11], [10, 11])
+            )
+            assert sorted(fresh) == [(10, 110), (11, 111)]
+            # 2 and 11 are taken, 20 is named twice: the first in file order wins.
+            again = insert_skipping_taken(
+                cur,
+                claim,
+                "RETURNING old_pk, ordinal",
+                (mine, [2, 12, 11, 20, 20], [2, 12, 11, 21, 20]),
+            )
+            assert sorted(again) == [(12, 12), (20, 20)]
+            # Without RETURNING; the transaction is still usable after the fallback.
+            assert insert_skipping_taken(cur, claim, "", (mine, [3, 13], [3, 13])) == []
+        rows = conn.execute(
+            "SELECT old_pk, ordinal FROM relocate_pk_map WHERE import_uuid = %s ORDER BY old_pk",
+            (mine,),
+        ).fetchall()
+        assert rows == [(1, 1), (2, 2), (3, 3), (10, 10), (11, 11), (12, 12), (13, 13), (20, 20)]

@@ -5,7 +5,7 @@ Per batch (spec section 10.2, made per row, see DESIGN.md "Invariants"):
 1. Resolve the batch's foreign keys against the pk-map ledger (one query).
 2. Rewrite and normalise each row; a row whose required target was not imported is
    dropped and reported.
-3. Claim the rows in the ledger (``INSERT ... ON CONFLICT DO NOTHING``) with ids drawn
+3. Claim the rows in the ledger (``insert_skipping_taken``) with ids drawn
    from the table's sequence. The ledger's primary key is the lock: a retried or
    concurrent attempt of the same rows claims nothing and writes nothing.
 4. Write the claimed rows (COPY, or the model's own collision rules), then record in
@@ -39,6 +39,7 @@ from relocate.db.handler import (
     WriteContext,
     index_lookup,
     index_statement,
+    insert_skipping_taken,
     ledger_refs,
     rewrite_foreign_keys,
 )
@@ -332,16 +333,18 @@ class BatchWriter:
             return {}
         if layout.id_sequence is None:
             raise RowFailed("DatabaseError", f"table {layout.table} has no id sequence")
-        rows = cur.execute(
+        # Rows claimed before (a resumed batch) or twice in the batch (a repeated pk) are
+        # not claimed: the first in file order is.
+        rows = insert_skipping_taken(
+            cur,
             """
             INSERT INTO relocate_pk_map
                 (import_uuid, model, old_pk, new_pk, kind, ordinal, stage)
             SELECT %s, %s, t.old_pk, nextval(%s::regclass), 'Inserted', t.ordinal, %s
             FROM unnest(%s::bigint[], %s::bigint[]) AS t(old_pk, ordinal)
             ORDER BY t.ordinal
-            ON CONFLICT DO NOTHING
-            RETURNING old_pk, new_pk, ordinal
             """,
+            "RETURNING old_pk, new_pk, ordinal",
             (
                 self.settings.import_uuid,
                 model.name,
@@ -350,7 +353,7 @@ class BatchWriter:
                 bigint_array(i.old_pk for i in items),
                 bigint_array(i.ordinal for i in items),
             ),
-        ).fetchall()
+        )
         return {old: (new, ordinal) for old, new, ordinal in rows}
 
     def _read_back(
