@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import psycopg
 
-from relocate.db.finish import import_keys, ledger_models
+from relocate.db.finish import import_keys, ledger_models, write_chunks
 from relocate.db.handler import WriteContext, index_lookup, insert_skipping_taken, update_rows
 from relocate.logic.convert import ColumnLayout, TableLayout
 from relocate.logic.settings import ImportSettings
@@ -206,3 +206,74 @@ def test_insert_skipping_taken_inserts_as_on_conflict_do_nothing_would(db_dsn):
             (mine,),
         ).fetchall()
         assert rows == [(1, 1), (2, 2), (3, 3), (10, 10), (11, 11), (12, 12), (13, 13), (20, 20)]
+
+
+def test_chunk_records_written_over_two_connections_are_sentrys_chunks(db_dsn):
+    """Each model's written rows, counted in file order, in chunks of 1000: the same
+    records however many connections share the models out, and written once."""
+    mine = uuid.uuid4().hex
+    kinds = {0: "Existing", 1: "Overwrite"}
+    ledger = {  # model -> [(ordinal, old_pk, new_pk, kind, slug)]
+        "sentry.projectoption": [
+            (n, 10_000 - n, 3 * n, kinds.get(n % 7, "Inserted"), None) for n in range(1, 2501)
+        ],
+        "sentry.user": [(n, 500 + n, 900 + n, "Inserted", None) for n in range(1, 1201)],
+        "sentry.team": [(n, n, 40 + n, "Inserted", f"team-{n}") for n in range(1, 6)],
+    }
+    with psycopg.connect(db_dsn) as conn, psycopg.connect(db_dsn) as other:
+        for model, rows in ledger.items():
+            conn.execute(
+                "INSERT INTO relocate_pk_map (import_uuid, model, old_pk, new_pk, kind, slug, "
+                "ordinal, stage) SELECT %s, %s, o, n, k, s, d, 1 "
+                "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[]) "
+                "AS t(d, o, n, k, s)",
+                (mine, model, *map(list, zip(*rows))),
+            )
+        conn.commit()
+        settings = ImportSettings(
+            dsn=db_dsn, scope="global", import_uuid=mine, run_id=uuid.uuid4().hex
+        )
+        registry = Registry.load()
+        written = write_chunks([conn, other], settings, registry, set(ledger))
+        assert written == 3 + 2 + 2 + 1  # region 3 + 1, control 2, its replica 2
+        assert write_chunks([conn], settings, registry, set(ledger)) == 0  # already there
+        records = conn.execute(
+            "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, "
+            "min_inserted_pk, max_inserted_pk, inserted_map, existing_map, overwrite_map, "
+            "inserted_identifiers FROM sentry_regionimportchunk WHERE import_uuid = %s "
+            "UNION ALL SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, "
+            "min_inserted_pk, max_inserted_pk, inserted_map, existing_map, overwrite_map, "
+            "inserted_identifiers FROM sentry_controlimportchunk WHERE import_uuid = %s",
+            (mine, mine),
+        ).fetchall()
+        replicas = conn.execute(
+            "SELECT model, min_ordinal FROM sentry_controlimportchunkreplica "
+            "WHERE import_uuid = %s ORDER BY min_ordinal",
+            (mine,),
+        ).fetchall()
+    expected = []
+    for model, rows in ledger.items():
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start : start + 1000]
+            inserted = [r for r in chunk if r[3] == "Inserted"]
+
+            def of(kind, rows=chunk):
+                return {str(r[1]): r[2] for r in rows if r[3] == kind}
+
+            expected.append(
+                (
+                    model,
+                    start + 1,
+                    start + len(chunk),
+                    chunk[0][1],
+                    max(r[1] for r in chunk),
+                    inserted[0][2],
+                    max(r[2] for r in inserted),
+                    of("Inserted"),
+                    of("Existing"),
+                    of("Overwrite"),
+                    {str(r[1]): r[4] for r in inserted if r[4] is not None},
+                )
+            )
+    assert sorted(records) == sorted(expected)
+    assert replicas == [("sentry.user", 1), ("sentry.user", 1001)]

@@ -26,6 +26,7 @@ filled: rows may come in any order in the file.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,12 +126,18 @@ class _FinishFn(beam.DoFn):
         from relocate.db.finish import finish_import
         from relocate.db.held import drop_held
 
-        with connect(self._plan.settings) as conn:
-            drop_held(conn, self._plan.settings.run_id)  # every stage has written
+        settings = self._plan.settings
+        with connect(settings) as conn:
+            drop_held(conn, settings.run_id)  # every stage has written
             if any_failed(gate):
                 yield 1
                 return
-            finish_import(conn, self._plan.settings, self._plan.registry)
+            # A second connection writes chunk records beside the first (the writers are
+            # done; only a cap of one connection keeps it to one).
+            cap = settings.max_db_connections
+            with connect(settings) if cap is None or cap > 1 else nullcontext() as helper:
+                helpers = [helper] if helper is not None else []
+                finish_import(conn, settings, self._plan.registry, helpers)
         yield 0
 
 
