@@ -219,6 +219,8 @@ def test_chunk_records_written_over_two_connections_are_sentrys_chunks(db_dsn):
         ],
         "sentry.user": [(n, 500 + n, 900 + n, "Inserted", None) for n in range(1, 1201)],
         "sentry.team": [(n, n, 40 + n, "Inserted", f"team-{n}") for n in range(1, 6)],
+        # Small, and first by name: its chunk takes the first id though written last.
+        "sentry.environment": [(n, 70 + n, 80 + n, "Inserted", None) for n in range(1, 4)],
     }
     with psycopg.connect(db_dsn) as conn, psycopg.connect(db_dsn) as other:
         for model, rows in ledger.items():
@@ -235,7 +237,7 @@ def test_chunk_records_written_over_two_connections_are_sentrys_chunks(db_dsn):
         )
         registry = Registry.load()
         written = write_chunks([conn, other], settings, registry, set(ledger))
-        assert written == 3 + 2 + 2 + 1  # region 3 + 1, control 2, its replica 2
+        assert written == 3 + 1 + 1 + 2 + 2  # region 3 + 1 + 1, control 2, its replica 2
         assert write_chunks([conn], settings, registry, set(ledger)) == 0  # already there
         records = conn.execute(
             "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, "
@@ -249,6 +251,13 @@ def test_chunk_records_written_over_two_connections_are_sentrys_chunks(db_dsn):
         replicas = conn.execute(
             "SELECT model, min_ordinal FROM sentry_controlimportchunkreplica "
             "WHERE import_uuid = %s ORDER BY min_ordinal",
+            (mine,),
+        ).fetchall()
+        # Ids in model and chunk order, whichever thread wrote which model: an import
+        # writes the same ids every time.
+        region_ids = conn.execute(
+            "SELECT model, min_ordinal, id - min(id) OVER () FROM sentry_regionimportchunk "
+            "WHERE import_uuid = %s ORDER BY id",
             (mine,),
         ).fetchall()
     expected = []
@@ -277,3 +286,10 @@ def test_chunk_records_written_over_two_connections_are_sentrys_chunks(db_dsn):
             )
     assert sorted(records) == sorted(expected)
     assert replicas == [("sentry.user", 1), ("sentry.user", 1001)]
+    assert region_ids == [
+        ("sentry.environment", 1, 0),
+        ("sentry.projectoption", 1, 1),
+        ("sentry.projectoption", 1001, 2),
+        ("sentry.projectoption", 2001, 3),
+        ("sentry.team", 1, 4),
+    ]

@@ -17,6 +17,7 @@ from psycopg import sql
 
 from relocate.db.handler import index_lookup
 from relocate.db.imports import fail_if_wiped
+from relocate.db.sql_literals import model_array
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import Registry
 
@@ -141,10 +142,11 @@ _CHUNKS_OF_MODEL = """
                    AS inserted_identifiers
         FROM written GROUP BY chunk
     )
-    INSERT INTO {table} ({columns})
-    SELECT now(), now(), %(u)s, %(m)s, min_ordinal, max_ordinal, min_source_pk,
-           max_source_pk, min_inserted_pk, max_inserted_pk, inserted_map, existing_map,
-           overwrite_map, inserted_identifiers
+    INSERT INTO {table} (id, {columns})
+    SELECT COALESCE((%(ids)s::bigint[])[chunk + 1], nextval(%(seq)s::regclass)), now(), now(),
+           %(u)s, %(m)s, min_ordinal, max_ordinal, min_source_pk, max_source_pk,
+           min_inserted_pk, max_inserted_pk, inserted_map, existing_map, overwrite_map,
+           inserted_identifiers
     FROM chunks
     ON CONFLICT DO NOTHING
 """
@@ -165,8 +167,10 @@ def write_chunks(
     One statement per model, in its own transaction, largest models first, shared out
     over ``conns`` (each on a thread of its own): the server sorts and aggregates a
     model's ledger rows on one core, and nothing else runs while the import finishes
-    (3.7 s on one connection at 1M rows). A model's chunks are written whole or not at
-    all; what an interrupted run wrote is skipped when the next writes them again.
+    (3.7 s on one connection at 1M rows). The records' ids are drawn first, in table,
+    model and chunk order, so that an import writes the same ids whichever thread wrote
+    what. A model's chunks are written whole or not at all; what an interrupted run wrote
+    is skipped when the next writes them again.
 
     Args:
         conns: open connections (not in autocommit) to the target.
@@ -176,7 +180,9 @@ def write_chunks(
     """
     control = {m.name for m in registry.models if m.is_control}
     first = conns[0]
-    with first.cursor() as cur:
+    work: list[tuple[str, str]] = []  # (model, table), in id order
+    ids: dict[str, list[int]] = {}
+    with first.transaction(), first.cursor() as cur:
         # A target without Sentry's chunk tables imports without chunk records, as it
         # imports without any other table it lacks.
         present = {
@@ -184,32 +190,43 @@ def write_chunks(
             for table in (REGION_CHUNKS, CONTROL_CHUNKS, CONTROL_CHUNK_REPLICA)
             if cur.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None
         }
-        written = dict(
-            cur.execute(
-                "SELECT model, sum(rows) FROM relocate_progress "
-                "WHERE import_uuid = %s AND kind = 'written' GROUP BY model",
-                (settings.import_uuid,),
-            ).fetchall()
-        )
-    first.commit()
-    work = sorted(
-        (
-            (model, CONTROL_CHUNKS if model in control else REGION_CHUNKS)
-            for model in models
-        ),
-        key=lambda w: (-(written.get(w[0]) or 0), w[0]),
-    )
-    work = [(model, table) for model, table in work if table in present]
+        sequences = {
+            table: cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()[0]
+            for table in present
+        }
+        chunks = chunk_counts(cur, settings.import_uuid, sorted(models))
+        for table in (REGION_CHUNKS, CONTROL_CHUNKS):
+            mine = [m for m in sorted(models) if (m in control) == (table == CONTROL_CHUNKS)]
+            if table not in present or not mine:
+                continue
+            drawn = [
+                r[0]
+                for r in cur.execute(
+                    "SELECT nextval(%s::regclass) FROM generate_series(1, %s)",
+                    (sequences[table], sum(chunks[m] for m in mine)),
+                )
+            ]
+            for model in mine:
+                ids[model], drawn = drawn[: chunks[model]], drawn[chunks[model] :]
+                work.append((model, table))
 
     def write_model(conn: psycopg.Connection, model: str, table: str) -> int:
         query = sql.SQL(_CHUNKS_OF_MODEL).format(
             table=sql.Identifier(table), columns=sql.SQL(_CHUNK_COLUMNS)
         )
+        params = {
+            "u": settings.import_uuid,
+            "m": model,
+            "size": CHUNK_SIZE,
+            "ids": ids[model],
+            "seq": sequences[table],  # only if the ledger grew since the ids were drawn
+        }
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute(query, {"u": settings.import_uuid, "m": model, "size": CHUNK_SIZE})
+            cur.execute(query, params)
             return cur.rowcount
 
-    total = share_out(conns, work, write_model)
+    largest_first = sorted(work, key=lambda w: -len(ids[w[0]]))
+    total = share_out(conns, largest_first, write_model)
     if CONTROL_CHUNKS in present and CONTROL_CHUNK_REPLICA in present:
         # The same rows again: copied, not computed twice (a sort of the import's control
         # rows in the ledger; 1.8 s at 1M rows).
@@ -217,11 +234,25 @@ def write_chunks(
             cur.execute(
                 f"INSERT INTO {CONTROL_CHUNK_REPLICA} ({_CHUNK_COLUMNS}) "
                 f"SELECT {_CHUNK_COLUMNS} FROM {CONTROL_CHUNKS} "
-                "WHERE import_uuid = %s ON CONFLICT DO NOTHING",
+                "WHERE import_uuid = %s ORDER BY id ON CONFLICT DO NOTHING",
                 (settings.import_uuid,),
             )
             total += cur.rowcount
     return total
+
+
+def chunk_counts(cur: psycopg.Cursor, import_uuid: str, models: list[str]) -> dict[str, int]:
+    """model -> how many chunk records its rows in the ledger make (one index-only count
+    per model)."""
+    rows = cur.execute(
+        """
+        SELECT m, (SELECT count(*) FROM relocate_pk_map
+                   WHERE import_uuid = %s AND model = m)
+        FROM unnest(%s::text[]) AS m
+        """,
+        (import_uuid, model_array(models)),
+    ).fetchall()
+    return {model: -(-count // CHUNK_SIZE) for model, count in rows}
 
 
 def share_out(
