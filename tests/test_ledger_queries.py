@@ -293,3 +293,22 @@ def test_chunk_records_written_over_two_connections_are_sentrys_chunks(db_dsn):
         ("sentry.projectoption", 2001, 3),
         ("sentry.team", 1, 4),
     ]
+
+
+def test_a_target_without_the_control_chunk_table_gets_its_replica_computed(db_dsn):
+    mine = uuid.uuid4().hex
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("DROP TABLE sentry_controlimportchunk CASCADE")
+        _fill(conn, mine, {"sentry.user": 1500, "sentry.team": 2})
+        conn.commit()
+        settings = ImportSettings(
+            dsn=db_dsn, scope="global", import_uuid=mine, run_id=uuid.uuid4().hex
+        )
+        written = write_chunks([conn], settings, Registry.load(), {"sentry.user", "sentry.team"})
+        assert written == 3
+        replica = conn.execute(
+            "SELECT model, min_ordinal, max_ordinal FROM sentry_controlimportchunkreplica "
+            "WHERE import_uuid = %s ORDER BY id",
+            (mine,),
+        ).fetchall()
+        assert replica == [("sentry.user", 1, 1000), ("sentry.user", 1001, 1500)]

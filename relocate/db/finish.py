@@ -195,9 +195,13 @@ def write_chunks(
             for table in present
         }
         chunks = chunk_counts(cur, settings.import_uuid, sorted(models))
-        for table in (REGION_CHUNKS, CONTROL_CHUNKS):
-            mine = [m for m in sorted(models) if (m in control) == (table == CONTROL_CHUNKS)]
-            if table not in present or not mine:
+        # The control chunks, or (a target without them) their replica, are computed.
+        control_table = next(
+            (t for t in (CONTROL_CHUNKS, CONTROL_CHUNK_REPLICA) if t in present), None
+        )
+        for table in (REGION_CHUNKS, control_table):
+            mine = [m for m in sorted(models) if (m in control) == (table == control_table)]
+            if table is None or table not in present or not mine:
                 continue
             drawn = [
                 r[0]
