@@ -123,10 +123,7 @@ def record_outcomes(
             "slug text, previous jsonb, changes jsonb)"
         ),
         sql.SQL("import_uuid = %s AND model = %s AND old_pk = r.old_pk"),
-        {
-            c: sql.SQL("u.{}").format(sql.Identifier(c))
-            for c in ("new_pk", "kind", "slug", "previous", "changes")
-        },
+        ("new_pk", "kind", "slug", "previous", "changes"),
         (rows, import_uuid, model),
     )
 
