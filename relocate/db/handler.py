@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from relocate.db.sql_literals import bigint_array
+from relocate.db.sql_literals import array_literal, bigint_array
 from relocate.logic.convert import Converted, TableLayout
 from relocate.logic.settings import ImportSettings
 from relocate.schemas.registry import ForeignKey, ModelInfo, Registry
@@ -161,7 +161,7 @@ class WriteContext:
                     t=sql.Identifier(self.layout.table),
                     cast=sql.SQL(cast),
                 )
-                found = {r[0] for r in self.cur.execute(query, (values,))}
+                found = {r[0] for r in self.cur.execute(query, (array_literal(values),))}
             self._taken[column] = found
         return self._taken[column]
 

@@ -35,6 +35,7 @@ from relocate.db.handler import (
     record_side_effects,
     try_unique,
 )
+from relocate.db.sql_literals import array_literal
 from relocate.logic.rules.common import first_free, sha256_hex, slugify
 from relocate.logic.rules.replicas import table_columns, write_replicas
 from relocate.logic.rules.tokens import fresh_key, fresh_token, fresh_uuid
@@ -466,7 +467,7 @@ class OrganizationMemberHandler(Handler):
             "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[], %s::text[], "
             "%s::bigint[], %s::smallint[], %s::text[]) AS t(o, m, r, u, e, i, s, d) "
             "ON CONFLICT DO NOTHING RETURNING id",
-            [list(column) for column in zip(*rows)],
+            [array_literal(column) for column in zip(*rows)],
         ).fetchall()
         record_side_effects(ctx, "sentry_organizationmembermapping", [r[0] for r in ids])
 

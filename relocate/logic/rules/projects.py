@@ -26,6 +26,7 @@ from relocate.db.handler import (
     split_onto_existing,
     update_rows,
 )
+from relocate.db.sql_literals import array_literal
 from relocate.logic.rules.tokens import fresh_key
 
 #: ``sentry:option-epoch`` of a new project: Sentry's ``LATEST_EPOCH``
@@ -102,7 +103,7 @@ class ProjectHandler(Handler):
                 ctx,
                 "INSERT INTO sentry_projectoptions (project_id, key, value) "
                 "SELECT p, k, v FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(p, k, v)",
-                ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+                tuple(array_literal(column) for column in zip(*rows)),
                 "sentry_projectoptions",
             )
 
@@ -126,7 +127,7 @@ class ProjectOptionHandler(Handler):
                 "SELECT o.id, t.p, t.k FROM unnest(%s::bigint[], %s::text[]) AS t(p, k) "
                 "CROSS JOIN LATERAL (SELECT o.id FROM sentry_projectoptions o "
                 "WHERE o.project_id = t.p AND o.key = t.k LIMIT 1) AS o",
-                ([p for p, _ in pairs], [k for _, k in pairs]),
+                (array_literal(p for p, _ in pairs), array_literal(k for _, k in pairs)),
             )
         }
         new, onto = split_onto_existing(items, pairs, existing)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from relocate.db.handler import WriteContext, insert_side_effects
+from relocate.db.sql_literals import bigint_array
 
 log = logging.getLogger("relocate.replicas")
 
@@ -326,4 +327,4 @@ def write_replicas(ctx: WriteContext, source_table: str, ids: Sequence[int]) -> 
     statement = _statement(ctx, replica)
     if statement is None:
         return []
-    return insert_side_effects(ctx, statement, (sorted(ids),), replica.table)
+    return insert_side_effects(ctx, statement, (bigint_array(sorted(ids)),), replica.table)

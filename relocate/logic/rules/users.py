@@ -32,6 +32,7 @@ from relocate.db.handler import (
     try_unique,
     update_rows,
 )
+from relocate.db.sql_literals import array_literal, bigint_array
 from relocate.db.username_index import has_lower_username_index
 from relocate.logic.convert import Converted, RowInvalid
 from relocate.logic.rules.common import first_free, secure_token, unusable_password
@@ -171,7 +172,7 @@ class UserHandler(Handler):
                 ctx,
                 "INSERT INTO sentry_lostpasswordhash (user_id, hash, date_added) "
                 "SELECT u, h, now() FROM unnest(%s::bigint[], %s::text[]) AS t(u, h)",
-                (user_ids, [secure_token(32) for _ in items]),
+                (array_literal(user_ids), array_literal([secure_token(32) for _ in items])),
                 "sentry_lostpasswordhash",
             )
         # Receivers create_user_email (post_save User) and create_email (post_save
@@ -184,7 +185,11 @@ class UserHandler(Handler):
             "(user_id, email, validation_hash, date_hash_added, is_verified) "
             "SELECT u, e, h, now(), false FROM unnest(%s::bigint[], %s::text[], "
             "%s::text[]) AS t(u, e, h)",
-            (user_ids, emails, [secure_token(32) for _ in emails]),
+            (
+                array_literal(user_ids),
+                array_literal(emails),
+                array_literal([secure_token(32) for _ in emails]),
+            ),
             "sentry_useremail",
         )
         create_emails(ctx, emails)
@@ -201,7 +206,7 @@ def create_emails(ctx: WriteContext, emails: list[str]) -> None:
             ctx,
             "INSERT INTO sentry_email (email, date_added) "
             "SELECT e, now() FROM unnest(%s::text[]) AS t(e)",
-            (emails,),
+            (array_literal(emails),),
             "sentry_email",
         )
 
@@ -248,9 +253,9 @@ class EmailHandler(Handler):
                     "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(i, e, d) "
                     "ON CONFLICT DO NOTHING RETURNING id",
                     (
-                        [i.new_pk for i in new],
-                        [i.values.get("email") or "" for i in new],
-                        [_text(i.values.get("date_added")) for i in new],
+                        array_literal([i.new_pk for i in new]),
+                        array_literal([i.values.get("email") or "" for i in new]),
+                        array_literal([_text(i.values.get("date_added")) for i in new]),
                     ),
                 )
             }
@@ -288,13 +293,13 @@ def taken_usernames(cur: psycopg.Cursor, keys: list[str], indexed: bool) -> set[
             cur,
             "SELECT k FROM unnest(%s::text[]) AS k CROSS JOIN LATERAL "
             "(SELECT 1 FROM auth_user WHERE lower(username) = k LIMIT 1) AS u",
-            (keys,),
+            (array_literal(keys),),
         )
     else:
         rows = cur.execute(
             "SELECT lower(username) FROM auth_user "
             "WHERE lower(username) IN (SELECT unnest(%s::text[]))",
-            (keys,),
+            (array_literal(keys),),
         ).fetchall()
     return {r[0] for r in rows}
 
@@ -313,13 +318,15 @@ def claim_usernames(cur: psycopg.Cursor, keys: list[str]) -> None:
     cur.execute(
         "INSERT INTO relocate_username_claim (key) "
         "SELECT DISTINCT k FROM unnest(%s::text[]) AS k ORDER BY 1 ON CONFLICT DO NOTHING",
-        (keys,),
+        (array_literal(keys),),
     )
 
 
 def release_usernames(cur: psycopg.Cursor, keys: list[str]) -> None:
     """Empties this batch's claims; a waiting batch goes on when this one commits."""
-    cur.execute("DELETE FROM relocate_username_claim WHERE key = ANY(%s::text[])", (keys,))
+    cur.execute(
+        "DELETE FROM relocate_username_claim WHERE key = ANY(%s::text[])", (array_literal(keys),)
+    )
 
 
 def pg_lower(ctx: WriteContext, values: list[str]) -> list[str]:
@@ -330,7 +337,7 @@ def pg_lower(ctx: WriteContext, values: list[str]) -> list[str]:
         r[0]
         for r in ctx.cur.execute(
             "SELECT lower(v) FROM unnest(%s::text[]) WITH ORDINALITY AS t(v, i) ORDER BY i",
-            (values,),
+            (array_literal(values),),
         )
     ]
 
@@ -340,7 +347,7 @@ def _email_ids(ctx: WriteContext, keys: list[str]) -> dict[str, int]:
     rows = ctx.cur.execute(
         "SELECT lower(email), min(id) FROM sentry_email "
         "WHERE lower(email) IN (SELECT unnest(%s::text[])) GROUP BY lower(email)",
-        (keys,),
+        (array_literal(keys),),
     )
     return dict(rows.fetchall())
 
@@ -373,7 +380,7 @@ class UserEmailHandler(Handler):
                 "SELECT x.id, t.u, t.e FROM unnest(%s::bigint[], %s::text[]) AS t(u, e) "
                 "CROSS JOIN LATERAL (SELECT x.id FROM sentry_useremail x "
                 "WHERE x.user_id = t.u AND x.email = t.e LIMIT 1) AS x",
-                ([p[0] for p in pairs], [p[1] for p in pairs]),
+                (array_literal(p[0] for p in pairs), array_literal(p[1] for p in pairs)),
             )
         )
         new, onto = split_onto_existing(items, pairs, existing)
@@ -459,7 +466,7 @@ class UserOptionHandler(UserOwnedHandler):
             for u, k in ctx.cur.execute(
                 "SELECT user_id, key FROM sentry_useroption WHERE user_id = ANY(%s::bigint[]) "
                 "AND project_id IS NULL AND organization_id IS NULL",
-                (users,),
+                (array_literal(users),),
             )
         }
         # One index probe per row: a plan of ``old_pk = ANY(...)`` on the ledger's stale
@@ -472,7 +479,7 @@ class UserOptionHandler(UserOwnedHandler):
                 "CROSS JOIN LATERAL (SELECT 1 FROM relocate_pk_map m "
                 "WHERE m.import_uuid = %s AND m.model = %s AND m.old_pk = r.old_pk "
                 "LIMIT 1) AS m",
-                ([r.pk for r in ctx.batch], ctx.settings.import_uuid, ctx.model.name),
+                (bigint_array(r.pk for r in ctx.batch), ctx.settings.import_uuid, ctx.model.name),
             )
         }
         ctx.scratch["global_options"] = (seen, claimed)
@@ -526,7 +533,7 @@ class UserIpHandler(Handler):
                 "SELECT x.id, t.u, t.ip FROM unnest(%s::bigint[], %s::text[]) AS t(u, ip) "
                 "CROSS JOIN LATERAL (SELECT x.id FROM sentry_userip x "
                 "WHERE x.user_id = t.u AND x.ip_address = t.ip::inet LIMIT 1) AS x",
-                (users, addresses),
+                (array_literal(users), array_literal(addresses)),
             )
         }
         keys = [(u, key_of[a]) for u, a in zip(users, addresses, strict=True)]
