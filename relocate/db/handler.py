@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import psycopg
@@ -172,6 +173,16 @@ class WriteContext:
                 e.new_pk for (m, _), e in self.lookup.items() if m == model and e.kind == EXISTING
             )
         return self._existing[model]
+
+    @cached_property
+    def rewritten_keys(self) -> tuple[tuple[str, str, bool, str], ...]:
+        """``(column, target model, excluded, field)`` of each foreign key the write
+        rewrites; self references are left to the fix-up after the stage."""
+        return tuple(
+            (column, fk.target, fk.excluded, fk.field)
+            for column, fk in self.layout.foreign_keys
+            if column not in self.layout.self_references
+        )
 
     def target(self, model: str, old_pk: Any) -> LedgerEntry | None:
         if not isinstance(old_pk, int) or isinstance(old_pk, bool):
@@ -527,20 +538,20 @@ class Handler:
 
 def rewrite_foreign_keys(ctx: WriteContext, item: Item, handler: Handler) -> None:
     """Replaces source pks by new pks, or drops the row (spec 5.2)."""
-    for column, fk in ctx.layout.foreign_keys:
-        value = item.values.get(column)
+    values, lookup = item.values, ctx.lookup
+    for column, target, excluded, field_name in ctx.rewritten_keys:
+        value = values.get(column)
         if value is None:
             continue
-        if column in ctx.layout.self_references:
-            continue  # written NULL and fixed up after the stage
-        entry = None if fk.excluded else ctx.target(fk.target, value)
+        # Only an int is a pk (a bool would find pk 1's entry: True == 1).
+        entry = None if excluded or type(value) is not int else lookup.get((target, value))
         if entry is None:
             if column in handler.null_when_missing:
-                item.values[column] = None
+                values[column] = None
                 continue
-            why = "is excluded from relocation" if fk.excluded else "was not imported"
-            raise RowDropped(f"`{fk.field}` points at {fk.target} pk {value}, which {why}")
-        item.values[column] = entry.new_pk
+            why = "is excluded from relocation" if excluded else "was not imported"
+            raise RowDropped(f"`{field_name}` points at {target} pk {value}, which {why}")
+        values[column] = entry.new_pk
 
 
 def ledger_refs(layout: TableLayout, rows: Iterable[Converted]) -> set[tuple[str, int]]:
@@ -549,9 +560,10 @@ def ledger_refs(layout: TableLayout, rows: Iterable[Converted]) -> set[tuple[str
         (c, fk) for c, fk in layout.foreign_keys if not fk.excluded
     ]
     for row in rows:
+        values = row.values
         for column, fk in fks:
-            value = row.values.get(column)
-            if isinstance(value, int) and not isinstance(value, bool):
+            value = values.get(column)
+            if type(value) is int:  # not a bool, nor any other value (never a pk)
                 refs.add((fk.target, value))
     return refs
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -89,7 +90,8 @@ def load_lookup(
         """,
         (model_array(models), bigint_array(pks), import_uuid),
     )
-    return {(m, o): LedgerEntry(n, k, s) for m, o, n, k, s in rows}
+    entry = tuple.__new__  # LedgerEntry's own __new__ is Python code: 5x slower
+    return {(m, o): entry(LedgerEntry, (n, k, s)) for m, o, n, k, s in rows}
 
 
 def record_outcomes(
@@ -293,8 +295,10 @@ class BatchWriter:
             ]
             if changed:
                 record_outcomes(cur, settings.import_uuid, model.name, changed)
-            for item in mine:
-                self._count(result, item.kind)
+            kinds = Counter(item.kind for item in mine)
+            result.inserted += kinds.pop(INSERTED, 0)
+            result.existing += kinds.pop(EXISTING, 0)
+            result.overwritten += sum(kinds.values())
         reports = [(row.model, row.ordinal, row.pk, "dropped", why) for row, why in drops]
         reports += [(model.name, i.ordinal, i.old_pk, "skipped", why) for i, why in duplicates]
         result.skipped = len(duplicates)

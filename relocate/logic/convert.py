@@ -84,7 +84,8 @@ class TableLayout:
 
     def __getstate__(self) -> dict[str, Any]:
         # Shipped to every DoFn that writes or converts: the lookup is rebuilt there.
-        return {k: v for k, v in self.__dict__.items() if k not in ("by_field", "converters")}
+        cached = ("by_field", "converters", "required")
+        return {k: v for k, v in self.__dict__.items() if k not in cached}
 
     @cached_property
     def by_field(self) -> dict[str, ColumnLayout]:
@@ -95,6 +96,13 @@ class TableLayout:
     def converters(self) -> dict[str, tuple[ColumnLayout, Callable[[Any], Any]]]:
         """Export field -> (column, its ``value_converter``), built once per layout."""
         return {c.field: (c, value_converter(c.kind)) for c in self.columns}
+
+    @cached_property
+    def required(self) -> tuple[tuple[str, str], ...]:
+        """(field, column) of the columns that are NOT NULL without a default."""
+        return tuple(
+            (c.field, c.column) for c in self.columns if not c.nullable and not c.has_default
+        )
 
     def column(self, name: str) -> ColumnLayout | None:
         for col in self.columns:
@@ -179,9 +187,5 @@ def convert_row(row: Row, layout: TableLayout) -> Converted:
 
 
 def missing_required(layout: TableLayout, values: dict[str, Any]) -> list[str]:
-    """Columns that are NOT NULL without a default and absent from the row."""
-    return [
-        c.field
-        for c in layout.columns
-        if not c.nullable and not c.has_default and c.column not in values
-    ]
+    """Fields whose columns are NOT NULL without a default and absent from the row."""
+    return [field for field, column in layout.required if column not in values]
