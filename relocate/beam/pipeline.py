@@ -47,6 +47,7 @@ from relocate.beam.write import WriteReports, WriteStage, connect
 from relocate.db.constraints import ModelConstraints
 from relocate.io.export_reader import Row
 from relocate.logic.admission import (
+    LEGACY_OWNER_FIELDS,
     actor_owner,
     has_legacy_owner,
     has_natural_user_refs,
@@ -172,9 +173,14 @@ def needs_export_lookups(
     usernames of the export's users). Exports since Sentry 23.9 have neither."""
     model, elements = batch
     fields = user_fields.get(model)
+    legacy = model in LEGACY_OWNER_FIELDS
+    if not fields and not legacy:
+        return False  # no field of this model can name a legacy owner or a user
     for element in elements:
         row = Row._make(element)
-        if has_legacy_owner(row) or (fields and has_natural_user_refs(row.fields, fields)):
+        if (legacy and has_legacy_owner(row)) or (
+            fields and has_natural_user_refs(row.fields, fields)
+        ):
             return True
     return False
 
