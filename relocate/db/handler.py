@@ -270,14 +270,13 @@ def try_unique(ctx: WriteContext, action: Callable[[], None]) -> bool:
 
     For check-then-insert rules (usernames, slugs): a concurrent batch can take the
     value between the check and the insert, and the rule then tries the next value.
+    The savepoint is psycopg's nested transaction, as in ``insert_skipping_taken``.
     """
-    ctx.cur.execute("SAVEPOINT relocate_unique")
     try:
-        action()
+        with ctx.cur.connection.transaction():
+            action()
     except (psycopg.errors.UniqueViolation, Collision):
-        ctx.cur.execute("ROLLBACK TO SAVEPOINT relocate_unique")
         return False
-    ctx.cur.execute("RELEASE SAVEPOINT relocate_unique")
     return True
 
 
