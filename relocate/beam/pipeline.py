@@ -173,14 +173,11 @@ def needs_export_lookups(
     usernames of the export's users). Exports since Sentry 23.9 have neither."""
     model, elements = batch
     fields = user_fields.get(model)
-    legacy = model in LEGACY_OWNER_FIELDS
-    if not fields and not legacy:
+    if not fields and model not in LEGACY_OWNER_FIELDS:
         return False  # no field of this model can name a legacy owner or a user
     for element in elements:
         row = Row._make(element)
-        if (legacy and has_legacy_owner(row)) or (
-            fields and has_natural_user_refs(row.fields, fields)
-        ):
+        if has_legacy_owner(row) or (fields and has_natural_user_refs(row.fields, fields)):
             return True
     return False
 

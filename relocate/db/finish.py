@@ -179,6 +179,7 @@ def write_chunks(
         models: the import's models in the ledger (``ledger_models``).
     """
     control = {m.name for m in registry.models if m.is_control}
+    ordered = sorted(models)
     first = conns[0]
     work: list[tuple[str, str]] = []  # (model, table), in id order
     ids: dict[str, list[int]] = {}
@@ -194,13 +195,13 @@ def write_chunks(
             table: cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()[0]
             for table in present
         }
-        chunks = chunk_counts(cur, settings.import_uuid, sorted(models))
+        chunks = chunk_counts(cur, settings.import_uuid, ordered)
         # The control chunks, or (a target without them) their replica, are computed.
         control_table = next(
             (t for t in (CONTROL_CHUNKS, CONTROL_CHUNK_REPLICA) if t in present), None
         )
         for table in (REGION_CHUNKS, control_table):
-            mine = [m for m in sorted(models) if (m in control) == (table == control_table)]
+            mine = [m for m in ordered if (m in control) == (table == control_table)]
             if table is None or table not in present or not mine:
                 continue
             drawn = [

@@ -109,6 +109,12 @@ class Finding:
         }
 
 
+def is_pk(value: Any) -> bool:
+    """Whether a foreign-key value can name a row: an int (JSON's integers), not a bool
+    (``True == 1`` would find pk 1's ledger entry) nor anything else."""
+    return type(value) is int
+
+
 @dataclass
 class WriteContext:
     """Everything a model handler needs while writing one batch."""
@@ -185,7 +191,7 @@ class WriteContext:
         )
 
     def target(self, model: str, old_pk: Any) -> LedgerEntry | None:
-        if not isinstance(old_pk, int) or isinstance(old_pk, bool):
+        if not is_pk(old_pk):
             return None
         return self.lookup.get((model, old_pk))
 
@@ -537,13 +543,12 @@ class Handler:
 
 def rewrite_foreign_keys(ctx: WriteContext, item: Item, handler: Handler) -> None:
     """Replaces source pks by new pks, or drops the row (spec 5.2)."""
-    values, lookup = item.values, ctx.lookup
+    values = item.values
     for column, target, excluded, field_name in ctx.rewritten_keys:
         value = values.get(column)
         if value is None:
             continue
-        # Only an int is a pk (a bool would find pk 1's entry: True == 1).
-        entry = None if excluded or type(value) is not int else lookup.get((target, value))
+        entry = None if excluded else ctx.target(target, value)
         if entry is None:
             if column in handler.null_when_missing:
                 values[column] = None
@@ -562,7 +567,7 @@ def ledger_refs(layout: TableLayout, rows: Iterable[Converted]) -> set[tuple[str
         values = row.values
         for column, fk in fks:
             value = values.get(column)
-            if type(value) is int:  # not a bool, nor any other value (never a pk)
+            if is_pk(value):
                 refs.add((fk.target, value))
     return refs
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -295,10 +294,8 @@ class BatchWriter:
             ]
             if changed:
                 record_outcomes(cur, settings.import_uuid, model.name, changed)
-            kinds = Counter(item.kind for item in mine)
-            result.inserted += kinds.pop(INSERTED, 0)
-            result.existing += kinds.pop(EXISTING, 0)
-            result.overwritten += sum(kinds.values())
+            for item in mine:
+                self._count(result, item.kind)
         reports = [(row.model, row.ordinal, row.pk, "dropped", why) for row, why in drops]
         reports += [(model.name, i.ordinal, i.old_pk, "skipped", why) for i, why in duplicates]
         result.skipped = len(duplicates)

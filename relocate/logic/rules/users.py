@@ -172,7 +172,7 @@ class UserHandler(Handler):
                 ctx,
                 "INSERT INTO sentry_lostpasswordhash (user_id, hash, date_added) "
                 "SELECT u, h, now() FROM unnest(%s::bigint[], %s::text[]) AS t(u, h)",
-                (array_literal(user_ids), array_literal([secure_token(32) for _ in items])),
+                (bigint_array(user_ids), array_literal([secure_token(32) for _ in items])),
                 "sentry_lostpasswordhash",
             )
         # Receivers create_user_email (post_save User) and create_email (post_save
@@ -186,7 +186,7 @@ class UserHandler(Handler):
             "SELECT u, e, h, now(), false FROM unnest(%s::bigint[], %s::text[], "
             "%s::text[]) AS t(u, e, h)",
             (
-                array_literal(user_ids),
+                bigint_array(user_ids),
                 array_literal(emails),
                 array_literal([secure_token(32) for _ in emails]),
             ),
@@ -253,7 +253,7 @@ class EmailHandler(Handler):
                     "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(i, e, d) "
                     "ON CONFLICT DO NOTHING RETURNING id",
                     (
-                        array_literal([i.new_pk for i in new]),
+                        bigint_array(i.new_pk for i in new),
                         array_literal([i.values.get("email") or "" for i in new]),
                         array_literal([_text(i.values.get("date_added")) for i in new]),
                     ),
@@ -466,7 +466,7 @@ class UserOptionHandler(UserOwnedHandler):
             for u, k in ctx.cur.execute(
                 "SELECT user_id, key FROM sentry_useroption WHERE user_id = ANY(%s::bigint[]) "
                 "AND project_id IS NULL AND organization_id IS NULL",
-                (array_literal(users),),
+                (bigint_array(users),),
             )
         }
         # One index probe per row: a plan of ``old_pk = ANY(...)`` on the ledger's stale
