@@ -262,6 +262,14 @@ def index_lookup(
         return found.fetchall()
 
 
+def under_index_planner(
+    cur: psycopg.Cursor, statement: Any, params: Sequence[Any] | Mapping[str, Any]
+) -> psycopg.Cursor:
+    """Runs a statement whose keyed subqueries (``LATERAL ... LIMIT 1``) must each be one
+    index probe, as ``index_lookup`` does; returns the cursor that holds its result."""
+    return _under_planner(cur, _INDEX_ONLY, statement, params)
+
+
 def index_statement(
     cur: psycopg.Cursor, statement: Any, params: Sequence[Any] | Mapping[str, Any]
 ) -> None:

@@ -45,6 +45,13 @@ from relocate.db.handler import (
     update_found_rows,
 )
 from relocate.db.progress import record_batch
+from relocate.db.set_write import (
+    SetStatements,
+    build_statements,
+    copy_rows_of,
+    replicated,
+    write_set_based,
+)
 from relocate.db.sql_literals import bigint_array, model_array
 from relocate.logic.convert import Converted, TableLayout
 from relocate.logic.rules.replicas import write_replicas
@@ -147,6 +154,10 @@ class BatchWriter:
         handlers: model -> handler (models without an entry use ``Handler``).
     """
 
+    #: Whether batches of models without rules may be written set-based (the tests
+    #: compare both paths).
+    set_based = True
+
     def __init__(
         self,
         conn: psycopg.Connection,
@@ -162,6 +173,8 @@ class BatchWriter:
         self.handlers = handlers
         self.default_handler = Handler()
         self.fault = FaultPlan.parse(settings.fault) if settings.fault else None
+        #: The set-based statements of each model and column set (``_write_whole``).
+        self._set_statements: dict[tuple[str, tuple[str, ...]], SetStatements] = {}
         #: Batches of each model written by this writer (numbers them for fault plans).
         self.batch_numbers: dict[str, int] = {}
 
@@ -233,6 +246,8 @@ class BatchWriter:
         result: BatchResult,
     ) -> None:
         settings = self.settings
+        if self._write_whole(cur, model, layout, handler, rows, result):
+            return
         lookup = load_lookup(cur, settings.import_uuid, ledger_refs(layout, rows))
         ctx = WriteContext(
             cur, settings, self.registry, model, layout, lookup, self.layouts, batch=rows
@@ -304,6 +319,45 @@ class BatchWriter:
         # In this transaction: a batch that rolls back counts nothing, and rows an earlier
         # attempt or run committed were counted by it.
         record_batch(cur, settings, model.stage, model.name, len(mine), len(reports))
+
+    def _write_whole(
+        self,
+        cur: psycopg.Cursor,
+        model: ModelInfo,
+        layout: TableLayout,
+        handler: Handler,
+        rows: Sequence[Converted],
+        result: BatchResult,
+    ) -> bool:
+        """Writes the batch set-based (``relocate.db.set_write``) when the model has no
+        rules of its own and the batch's rows share one column set and hold no pk twice;
+        returns whether it did (False: nothing was written)."""
+        if not self.set_based or type(handler) is not Handler or not rows:
+            return False
+        if layout.id_sequence is None:
+            return False
+        columns = tuple(rows[0].values)
+        if any(tuple(r.values) != columns for r in rows):
+            return False
+        if len({r.pk for r in rows}) != len(rows):
+            return False
+        key = (model.name, columns)
+        statements = self._set_statements.get(key)
+        if statements is None:
+            statements = build_statements(
+                layout, columns, len(self._set_statements), replicated(layout)
+            )
+            self._set_statements[key] = statements
+        copy_rows = copy_rows_of(statements, rows)
+        if copy_rows is None:
+            return False
+        ctx = WriteContext(cur, self.settings, self.registry, model, layout, {}, self.layouts)
+        self._ctx = ctx
+        if not write_set_based(ctx, model, statements, copy_rows):
+            return False
+        result.inserted = len(rows)
+        record_batch(cur, self.settings, model.stage, model.name, len(rows), 0)
+        return True
 
     @staticmethod
     def _count(result: BatchResult, kind: str) -> None:

@@ -1,0 +1,218 @@
+"""The set-based write of a batch of a model without rules of its own.
+
+Most of Sentry's models have no collision rules: their rows are inserted with new pks and
+their foreign keys rewritten, nothing else. For their batches the sink sends the rows as
+they were converted into a temporary table (one COPY) and lets one statement do what the
+per-row path does in Python: resolve the foreign keys against the ledger (one index probe
+per key), claim the rows in the ledger with ids from the table's sequence, and insert them
+with their new pks and rewritten keys.
+
+It is a fast path, not a second set of rules: it commits only a batch in which every row
+was claimed and written, and in any other case (a row whose target was not imported, a
+pk the ledger already holds, a database error) it leaves nothing behind and the sink
+writes the batch row by row, which reports each row as it always has. A batch that would
+drop a row claims nothing, so no sequence value is spent before the per-row path runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from relocate.db.handler import INSERTED, WriteContext, adapt, under_index_planner
+from relocate.logic.convert import Converted, TableLayout
+from relocate.logic.rules.replicas import REPLICAS, write_replicas
+from relocate.schemas.registry import ModelInfo
+
+#: Column names of the temporary table that cannot be a Sentry column (they start with ?).
+_ORDINAL, _PK = "?ordinal", "?pk"
+
+
+class _NotWholeBatch(Exception):
+    """The statement did not write every row: the per-row path takes the batch."""
+
+
+@dataclass(frozen=True)
+class SetStatements:
+    """The SQL of one model and column set (built once per writer)."""
+
+    create: sql.Composed
+    copy: sql.Composed
+    write: sql.Composed
+    #: Columns whose values must be pks (ints) or None for the statement to apply.
+    key_positions: tuple[int, ...]
+    json_positions: tuple[int, ...]
+
+
+def build_statements(
+    layout: TableLayout, columns: tuple[str, ...], number: int, replicated: bool
+) -> SetStatements:
+    """The temporary table, its COPY and the write statement of ``layout``'s rows that
+    have exactly ``columns``.
+
+    The temporary table has the target's column types (``CREATE ... AS ... WITH NO DATA``:
+    types without constraints), the rewritten keys as bigint (a source pk need not fit
+    the target's column), and the row's ordinal and source pk. Names come from the
+    catalog (``layout``), never from the export.
+    """
+    table = sql.Identifier(f"relocate_rows_{number}")
+    target = sql.Identifier(layout.table)
+    rewritten = {
+        column: (fk.target, fk.excluded)
+        for column, fk in layout.foreign_keys
+        if column not in layout.self_references and column in columns
+    }
+    kinds = {c.column: c.kind for c in layout.columns}
+    create = sql.SQL(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS {table} ON COMMIT DELETE ROWS AS "
+        "SELECT 0::bigint AS {ordinal}, 0::bigint AS {pk}, {columns} FROM {target} WITH NO DATA"
+    ).format(
+        table=table,
+        ordinal=sql.Identifier(_ORDINAL),
+        pk=sql.Identifier(_PK),
+        columns=sql.SQL(", ").join(
+            sql.SQL("{c}::bigint AS {c}" if c in rewritten else "{c}").format(c=sql.Identifier(c))
+            for c in columns
+        ),
+        target=target,
+    )
+    copy = sql.SQL("COPY {table} FROM STDIN").format(table=table)
+
+    probes: list[sql.Composable] = []
+    checks: list[sql.Composable] = []
+    selected: list[sql.Composable] = []
+    for column in columns:
+        name = sql.Identifier(column)
+        if column not in rewritten:
+            selected.append(sql.SQL("s.{}").format(name))
+            continue
+        model, excluded = rewritten[column]
+        if excluded:
+            # A key into a model Sentry does not relocate drops its row.
+            checks.append(sql.SQL("d.{} IS NULL").format(name))
+            selected.append(sql.SQL("s.{}").format(name))
+            continue
+        found = sql.Identifier(f"?{len(probes)}")
+        probes.append(
+            sql.SQL(
+                "LEFT JOIN LATERAL (SELECT m.new_pk AS {found} FROM relocate_pk_map m "
+                "WHERE m.import_uuid = %(import_uuid)s AND m.model = {model} "
+                "AND m.old_pk = s.{name} LIMIT 1) AS {alias} ON true"
+            ).format(
+                found=found,
+                model=sql.Literal(model),
+                name=name,
+                alias=sql.Identifier(f"?k{len(probes)}"),
+            )
+        )
+        checks.append(sql.SQL("(d.{} IS NULL OR d.{} IS NOT NULL)").format(name, found))
+        selected.append(sql.SQL("s.{}").format(found))
+    whole = (
+        sql.SQL("WHERE NOT EXISTS (SELECT FROM src d WHERE NOT ({}))").format(
+            sql.SQL(" AND ").join(checks)
+        )
+        if checks
+        else sql.SQL("")
+    )
+    write = sql.SQL(
+        """
+        WITH src AS MATERIALIZED (
+            SELECT s.* {found} FROM {table} s {probes}
+        ), claimed AS (
+            INSERT INTO relocate_pk_map
+                (import_uuid, model, old_pk, new_pk, kind, ordinal, stage)
+            SELECT %(import_uuid)s, %(model)s, s.{pk}, nextval(%(sequence)s::regclass),
+                %(kind)s, s.{ordinal}, %(stage)s
+            FROM src s {whole}
+            ORDER BY s.{ordinal}
+            RETURNING old_pk, new_pk, ordinal
+        )
+        INSERT INTO {target} ("id", {columns})
+        SELECT c.new_pk, {selected}
+        FROM claimed c JOIN src s ON s.{pk} = c.old_pk AND s.{ordinal} = c.ordinal
+        ORDER BY c.ordinal
+        {returning}
+        """
+    ).format(
+        found=sql.SQL("").join(
+            sql.SQL(", {}.{}").format(sql.Identifier(f"?k{n}"), sql.Identifier(f"?{n}"))
+            for n in range(len(probes))
+        ),
+        table=table,
+        probes=sql.SQL(" ").join(probes),
+        pk=sql.Identifier(_PK),
+        ordinal=sql.Identifier(_ORDINAL),
+        whole=whole,
+        target=target,
+        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        selected=sql.SQL(", ").join(selected),
+        returning=sql.SQL('RETURNING "id"' if replicated else ""),
+    )
+    # Positions in a COPY row: ordinal, pk, then the columns.
+    key_positions = tuple(n for n, c in enumerate(columns, 2) if c in rewritten)
+    json_positions = tuple(n for n, c in enumerate(columns, 2) if kinds.get(c) == "json")
+    return SetStatements(create, copy, write, key_positions, json_positions)
+
+
+def copy_rows_of(statements: SetStatements, rows: Sequence[Converted]) -> list[list] | None:
+    """The COPY rows of a batch, or None when a foreign key holds something other than
+    a pk or None (the per-row path drops such a row; ``is_pk``: a bool is not a pk)."""
+    keys, json_at = statements.key_positions, statements.json_positions
+    out = []
+    for row in rows:
+        values = [row.ordinal, row.pk, *row.values.values()]
+        for n in keys:
+            value = values[n]
+            if value is not None and type(value) is not int:
+                return None
+        for n in json_at:
+            values[n] = adapt(values[n], "json")
+        out.append(values)
+    return out
+
+
+def write_set_based(
+    ctx: WriteContext,
+    model: ModelInfo,
+    statements: SetStatements,
+    copy_rows: list[list],
+) -> bool:
+    """Writes a whole batch in one statement, under a savepoint; returns False (and
+    leaves nothing written) when any row needs the per-row path."""
+    cur = ctx.cur
+    layout = ctx.layout
+    params = {
+        "import_uuid": ctx.settings.import_uuid,
+        "model": model.name,
+        "sequence": layout.id_sequence,
+        "kind": INSERTED,
+        "stage": model.stage,
+    }
+    try:
+        with cur.connection.transaction():
+            cur.execute(statements.create)
+            with cur.copy(statements.copy) as copy:
+                for values in copy_rows:
+                    copy.write_row(values)
+            with under_index_planner(cur, statements.write, params) as written:
+                if written.rowcount != len(copy_rows):
+                    raise _NotWholeBatch
+                ids = [r[0] for r in written.fetchall()] if written.description else []
+            if ids:
+                write_replicas(ctx, layout.table, ids)
+    except _NotWholeBatch:
+        return False
+    except psycopg.Error:
+        conn = cur.connection
+        if conn.closed or conn.broken:
+            raise
+        return False
+    return True
+
+
+def replicated(layout: TableLayout) -> bool:
+    """Whether Sentry copies the table's rows into a replica (``write_replicas``)."""
+    return layout.table in REPLICAS
