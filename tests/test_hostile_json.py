@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from relocate.io import export_reader
@@ -662,3 +663,57 @@ def test_the_cap_on_the_address_space_holds() -> None:
         timeout=60,
     )
     assert proc.returncode != 0 and "MemoryError" in proc.stderr
+
+
+_TIMESTAMPS = (
+    "2024-06-01T10:00:00Z",
+    "2024-06-01 10:00:00.123456+15:59",
+    "2024-06-01T10:00:00-1530",
+    "2024-06-01T10:00:00+16:00",
+    "2024-06-01T10:00:00-16",
+    "2024-06-01T10:00:00+99:00",
+    "2024-06-01T10:00:00+05:60",
+    "2024-02-30T10:00:00Z",
+    "2024-W22-6",
+    "2024-06-01T10:00:00,5Z",
+    "0001-01-01T00:00:00+14:00",
+    "0001-01-01T00:00:00-01:00",
+    "9999-12-31T23:59:59-14:00",
+    "9999-12-31T23:59:59+01:00",
+    "2024-06-01",
+)
+
+
+def test_a_timestamp_passes_only_if_postgresql_takes_it(db_dsn: str) -> None:
+    """What the check lets through, the timestamptz input takes; what it refuses is not
+    something PostgreSQL would silently read differently (offsets stop at 15:59)."""
+    convert = value_converter("timestamp")
+    with psycopg.connect(db_dsn) as conn:
+        for text in _TIMESTAMPS:
+            try:
+                convert(text)
+            except ValueProblem:
+                passed = False
+            else:
+                passed = True
+                conn.execute("SELECT %s::timestamptz", (text,))  # raises if PostgreSQL refuses
+            offset = text[19:].lstrip(".0123456789")
+            big_offset = offset[:1] in "+-" and offset[1:] and int(offset[1:3]) >= 16
+            if big_offset:
+                assert not passed, text
+        assert [t for t in _TIMESTAMPS if _passes(convert, t)] == [
+            "2024-06-01T10:00:00Z",
+            "2024-06-01 10:00:00.123456+15:59",
+            "2024-06-01T10:00:00-1530",
+            "0001-01-01T00:00:00-01:00",
+            "9999-12-31T23:59:59+01:00",
+            "2024-06-01",
+        ]
+
+
+def _passes(convert: Any, text: str) -> bool:
+    try:
+        convert(text)
+    except ValueProblem:
+        return False
+    return True

@@ -62,6 +62,11 @@ def unpack_converted(batch: PackedBatch) -> list[Converted]:
     ]
 
 
+#: What a null becomes in a column (``TableLayout.converters``): a NULL, the column's
+#: default (the column is left out), or a finding.
+KEEP_NULL, TAKE_DEFAULT, REFUSE_NULL = 0, 1, 2
+
+
 @dataclass(frozen=True)
 class ColumnLayout:
     field: str
@@ -93,9 +98,17 @@ class TableLayout:
         return {c.field: c for c in self.columns}
 
     @cached_property
-    def converters(self) -> dict[str, tuple[ColumnLayout, Callable[[Any], Any]]]:
-        """Export field -> (column, its ``value_converter``), built once per layout."""
-        return {c.field: (c, value_converter(c.kind)) for c in self.columns}
+    def converters(self) -> dict[str, tuple[str, Callable[[Any], Any], int]]:
+        """Export field -> (column, its ``value_converter``, what a null becomes: one of
+        ``KEEP_NULL``, ``TAKE_DEFAULT``, ``REFUSE_NULL``), built once per layout."""
+        return {
+            c.field: (
+                c.column,
+                value_converter(c.kind),
+                KEEP_NULL if c.nullable else TAKE_DEFAULT if c.has_default else REFUSE_NULL,
+            )
+            for c in self.columns
+        }
 
     @cached_property
     def required(self) -> tuple[tuple[str, str], ...]:
@@ -172,18 +185,25 @@ def convert_row(row: Row, layout: TableLayout) -> Converted:
         found = converters.get(field)
         if found is None:
             continue
-        col, convert = found
-        try:
-            converted = None if value is None else convert(value)
-        except ValueProblem as exc:
-            raise RowInvalid(f"field `{field}`: {exc}") from None
-        if converted is None and not col.nullable and not col.has_default:
+        column, convert, null = found
+        if value is not None:
+            try:
+                value = convert(value)
+            except ValueProblem as exc:
+                raise RowInvalid(f"field `{field}`: {exc}") from None
+            if value is not None:
+                values[column] = value
+                continue
+        if null == KEEP_NULL:
+            values[column] = None
+        elif null == REFUSE_NULL:
             raise RowInvalid(f"field `{field}` may not be null")
-        if converted is None and not col.nullable:
-            # An explicit null where Sentry has a default: let the default apply.
-            continue
-        values[col.column] = converted
-    return Converted(row.model, row.ordinal, row.pk, values)
+        # TAKE_DEFAULT: an explicit null where Sentry has a default lets the default apply.
+    return _converted(Converted, (row.model, row.ordinal, row.pk, values))
+
+
+#: Converted's own ``__new__`` is Python code; a row is built once per exported row.
+_converted = tuple.__new__
 
 
 def missing_required(layout: TableLayout, values: dict[str, Any]) -> list[str]:
