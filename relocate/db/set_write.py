@@ -16,6 +16,7 @@ drop a row claims nothing, so no sequence value is spent before the per-row path
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ class SetStatements:
 
 
 def build_statements(
-    layout: TableLayout, columns: tuple[str, ...], number: int, replicated: bool
+    layout: TableLayout, columns: tuple[str, ...], replicated: bool
 ) -> SetStatements:
     """The temporary table, its COPY and the write statement of ``layout``'s rows that
     have exactly ``columns``.
@@ -58,7 +59,9 @@ def build_statements(
     the target's column), and the row's ordinal and source pk. Names come from the
     catalog (``layout``), never from the export.
     """
-    table = sql.Identifier(f"relocate_rows_{number}")
+    # Named by what it holds, so that one name is always one definition on a connection.
+    shape = hashlib.sha1("\0".join((layout.table, *columns)).encode()).hexdigest()[:16]
+    table = sql.Identifier(f"relocate_rows_{shape}")
     target = sql.Identifier(layout.table)
     rewritten = {
         column: (fk.target, fk.excluded)

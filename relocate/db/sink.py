@@ -334,7 +334,7 @@ class BatchWriter:
         returns whether it did (False: nothing was written)."""
         if not self.set_based or type(handler) is not Handler or not rows:
             return False
-        if layout.id_sequence is None:
+        if layout.id_sequence is None:  # the per-row path reports it
             return False
         columns = tuple(rows[0].values)
         if any(tuple(r.values) != columns for r in rows):
@@ -344,9 +344,7 @@ class BatchWriter:
         key = (model.name, columns)
         statements = self._set_statements.get(key)
         if statements is None:
-            statements = build_statements(
-                layout, columns, len(self._set_statements), replicated(layout)
-            )
+            statements = build_statements(layout, columns, replicated(layout))
             self._set_statements[key] = statements
         copy_rows = copy_rows_of(statements, rows)
         if copy_rows is None:

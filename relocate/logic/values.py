@@ -17,7 +17,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from relocate.io.export_reader import MAX_NESTING
@@ -25,9 +25,16 @@ from relocate.io.export_reader import MAX_NESTING
 _VARCHAR = re.compile(r"^character varying\((\d+)\)$")
 _INT_TEXT = re.compile(r"^-?\d{1,19}$")
 _TIMESTAMP = re.compile(
-    # PostgreSQL takes offsets up to 15:59 (and Python minutes up to 60).
+    # PostgreSQL takes offsets up to 15:59, as written.
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-](0\d|1[0-5])(:?[0-5]\d)?)?$"
 )
+#: The same shape with any two-digit offset: Python reads minutes past 59 (+05:60 is
+#: +06:00), as Sentry's DateTimeField does; PostgreSQL refuses them as written.
+_TIMESTAMP_ANY_OFFSET = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
+)
+#: PostgreSQL takes UTC offsets up to 15:59.
+_LARGEST_OFFSET = timedelta(hours=16)
 
 INT_TYPES = {"bigint": 2**63, "integer": 2**31, "smallint": 2**15}
 #: PostgreSQL arrays have at most 6 dimensions (MAXDIM).
@@ -227,19 +234,35 @@ def _timestamp(value: Any) -> str:
     # Python accepts more than PostgreSQL (week dates, ',' fractions, any offset):
     # the shape is checked first, so what passes here, the database takes.
     if _TIMESTAMP.match(value):
-        try:
-            parsed = datetime.fromisoformat(value.replace(" ", "T", 1))
-        except ValueError:
-            pass
-        else:
+        parsed = _parsed(value)
+        if parsed is not None:
             # An offset can carry the first or the last day past the range.
             if value.startswith(("0001", "9999")) and parsed.utcoffset() is not None:
-                try:
-                    parsed.astimezone(timezone.utc)
-                except OverflowError:
-                    raise ValueProblem(f"datetime out of range: {_short(value)}") from None
+                _in_range(parsed, value)
             return value
+    elif _TIMESTAMP_ANY_OFFSET.match(value):
+        # Offset minutes past 59 or hours past 15: the offset Python reads, written out
+        # as PostgreSQL takes it, if it is under 16 hours.
+        parsed = _parsed(value)
+        offset = parsed.utcoffset() if parsed is not None else None
+        if offset is not None and abs(offset) < _LARGEST_OFFSET:
+            _in_range(parsed, value)
+            return parsed.isoformat()
     raise ValueProblem(f"expected an ISO-8601 datetime, got {_short(value)}")
+
+
+def _parsed(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace(" ", "T", 1))
+    except ValueError:
+        return None
+
+
+def _in_range(parsed: datetime, value: str) -> None:
+    try:
+        parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueProblem(f"datetime out of range: {_short(value)}") from None
 
 
 def _check_json(value: Any, depth: int = 0) -> None:
