@@ -219,3 +219,78 @@ def test_replicated_rows_get_their_replicas(writer, db_dsn):
         "SELECT organizationmemberteam_id, team_id, organizationmember_id "
         "FROM sentry_organizationmember_teamsreplica",
     ) == [(new, _new(db_dsn, "sentry.team", 10), _new(db_dsn, "sentry.organizationmember", 40))]
+
+
+# --- models whose rules a batch can leave with nothing to do ---------------------------
+
+
+def _user_options(*rows: tuple[int, int, str]) -> list[Converted]:
+    """(ordinal, pk, key) -> global sentry.useroption rows of user 30."""
+    return [
+        Converted(
+            "sentry.useroption",
+            o,
+            pk,
+            {"user_id": 30, "project_id": None, "organization_id": None, "key": k, "value": "1"},
+        )
+        for o, pk, k in rows
+    ]
+
+
+def test_a_global_user_option_the_user_holds_is_dropped_row_by_row(writer, db_dsn):
+    first = writer.write("sentry.useroption", _user_options((1, 1, "a"), (2, 2, "b")))
+    again = writer.write("sentry.useroption", _user_options((3, 3, "a"), (4, 4, "c"), (5, 5, "c")))
+    writer.conn.commit()
+    assert (first.inserted, first.dropped) == (2, 0)
+    assert (again.inserted, again.dropped) == (1, 2)
+    ann = _new(db_dsn, "sentry.user", 30)
+    assert query(
+        db_dsn, "SELECT key FROM sentry_useroption WHERE user_id = %s ORDER BY key", (ann,)
+    ) == [("a",), ("b",), ("c",)]
+    assert [
+        r[0]
+        for r in query(
+            db_dsn,
+            "SELECT ordinal FROM relocate_report WHERE model = 'sentry.useroption' "
+            "AND action = 'dropped' AND reason LIKE 'the user has a global option%%' ORDER BY 1",
+        )
+    ] == [3, 5]
+
+
+def test_options_and_permissions_of_a_merged_user_are_dropped_row_by_row(db_dsn, tmp_path):
+    first = import_export(db_dsn, "users", write_export(tmp_path / "ann.json", [user(1, "ann")]))
+    assert first.code == 0, first.err
+    merged = import_export(
+        db_dsn,
+        "users",
+        write_export(tmp_path / "again.json", [user(30, "ann")]),
+        "--import-uuid",
+        IMPORT,
+        "--merge-users",
+    )
+    assert merged.code == 0, merged.err
+    assert query(db_dsn, "SELECT kind FROM relocate_pk_map WHERE import_uuid = %s", (IMPORT,)) == [
+        ("Existing",)
+    ]
+    registry = Registry.load()
+    with psycopg.connect(db_dsn) as conn:
+        layouts = build_layouts(registry, field_map(), read_catalog(conn))
+        conn.commit()
+        settings = ImportSettings(
+            scope="users",
+            import_uuid=IMPORT,
+            run_id=uuid.uuid4().hex,
+            dsn=db_dsn,
+            merge_users=True,
+        )
+        writer = BatchWriter(conn, settings, registry, layouts, build_handlers())
+        options = writer.write("sentry.useroption", _user_options((1, 1, "a")))
+        permissions = writer.write(
+            "sentry.userpermission",
+            [Converted("sentry.userpermission", 1, 1, {"user_id": 30, "permission": "x"})],
+        )
+        conn.commit()
+    assert (options.inserted, options.dropped) == (0, 1)
+    assert (permissions.inserted, permissions.dropped) == (0, 1)
+    assert scalar(db_dsn, "SELECT count(*) FROM sentry_useroption") == 0
+    assert scalar(db_dsn, "SELECT count(*) FROM sentry_userpermission") == 0

@@ -520,6 +520,38 @@ def copy_rows(ctx: WriteContext, items: Sequence[Item]) -> None:
 # Model handlers: the default, and the base class of the per-model rules.
 
 
+@dataclass(frozen=True)
+class SetBasedRules:
+    """When a batch of a model with rules is what a plain insert would write, so that it
+    can take the set-based path (``relocate.db.set_write``): the rules only act on rows
+    that meet one of these, and the path checks, for the whole batch, that none does.
+
+    Attributes:
+        new_keys: column sets (as written: keys rewritten) that must be new: in no row
+            of the table, in no two rows of the batch (NULLs compared as equal).
+        inserted_targets: key columns whose target must not be a row the import merged
+            into an existing one (ledger kind Existing).
+    """
+
+    new_keys: tuple[tuple[str, ...], ...] = ()
+    inserted_targets: tuple[str, ...] = ()
+
+
+#: A model without rules: every batch whose rows all resolve is a plain insert.
+PLAIN = SetBasedRules()
+
+
+def set_based_rules(handler: Handler) -> SetBasedRules | None:
+    """What lets ``handler``'s batches be written set-based, or None when they never can.
+
+    Read from the handler's own class: a subclass with rules of its own does not inherit
+    its parent's.
+    """
+    if type(handler) is Handler:
+        return PLAIN
+    return vars(type(handler)).get("set_based")
+
+
 class Handler:
     """Default behaviour of a model: FK rewrite, plain insert, ImportKind Inserted."""
 

@@ -23,7 +23,15 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from relocate.db.handler import INSERTED, WriteContext, adapt, under_index_planner
+from relocate.db.handler import (
+    EXISTING,
+    INSERTED,
+    PLAIN,
+    SetBasedRules,
+    WriteContext,
+    adapt,
+    under_index_planner,
+)
 from relocate.logic.convert import Converted, TableLayout
 from relocate.logic.rules.replicas import REPLICAS, write_replicas
 from relocate.schemas.registry import ModelInfo
@@ -49,16 +57,22 @@ class SetStatements:
 
 
 def build_statements(
-    layout: TableLayout, columns: tuple[str, ...], replicated: bool
-) -> SetStatements:
+    layout: TableLayout,
+    columns: tuple[str, ...],
+    replicated: bool,
+    rules: SetBasedRules = PLAIN,
+) -> SetStatements | None:
     """The temporary table, its COPY and the write statement of ``layout``'s rows that
     have exactly ``columns``.
 
     The temporary table has the target's column types (``CREATE ... AS ... WITH NO DATA``:
     types without constraints), the rewritten keys as bigint (a source pk need not fit
     the target's column), and the row's ordinal and source pk. Names come from the
-    catalog (``layout``), never from the export.
+    catalog (``layout``), never from the export. None: ``rules`` cannot be checked on
+    rows with these columns (a key column the rows leave to its default).
     """
+    if any(c not in columns for key in rules.new_keys for c in key):
+        return None
     # Named by what it holds, so that one name is always one definition on a connection.
     shape = hashlib.sha1("\0".join((layout.table, *columns)).encode()).hexdigest()[:16]
     table = sql.Identifier(f"relocate_rows_{shape}")
@@ -85,41 +99,69 @@ def build_statements(
     copy = sql.SQL("COPY {table} FROM STDIN").format(table=table)
 
     probes: list[sql.Composable] = []
-    checks: list[sql.Composable] = []
-    selected: list[sql.Composable] = []
+    checks: list[sql.Composable] = []  # on each row d of the batch
+    written: dict[str, sql.Identifier] = {}  # column -> its value as written, in src
     for column in columns:
         name = sql.Identifier(column)
+        written[column] = name
         if column not in rewritten:
-            selected.append(sql.SQL("s.{}").format(name))
             continue
         model, excluded = rewritten[column]
         if excluded:
             # A key into a model Sentry does not relocate drops its row.
             checks.append(sql.SQL("d.{} IS NULL").format(name))
-            selected.append(sql.SQL("s.{}").format(name))
             continue
-        found = sql.Identifier(f"?{len(probes)}")
+        n = len(probes)
+        found, kind = sql.Identifier(f"?{n}"), sql.Identifier(f"?kind{n}")
         probes.append(
             sql.SQL(
-                "LEFT JOIN LATERAL (SELECT m.new_pk AS {found} FROM relocate_pk_map m "
-                "WHERE m.import_uuid = %(import_uuid)s AND m.model = {model} "
-                "AND m.old_pk = s.{name} LIMIT 1) AS {alias} ON true"
+                "LEFT JOIN LATERAL (SELECT m.new_pk AS {found}, m.kind AS {kind} "
+                "FROM relocate_pk_map m WHERE m.import_uuid = %(import_uuid)s "
+                "AND m.model = {model} AND m.old_pk = s.{name} LIMIT 1) AS {alias} ON true"
             ).format(
                 found=found,
+                kind=kind,
                 model=sql.Literal(model),
                 name=name,
-                alias=sql.Identifier(f"?k{len(probes)}"),
+                alias=sql.Identifier(f"?k{n}"),
             )
         )
         checks.append(sql.SQL("(d.{} IS NULL OR d.{} IS NOT NULL)").format(name, found))
-        selected.append(sql.SQL("s.{}").format(found))
+        if column in rules.inserted_targets:
+            # A row whose target was merged into an existing row has rules to apply.
+            checks.append(sql.SQL("d.{} IS DISTINCT FROM {}").format(kind, sql.Literal(EXISTING)))
+        written[column] = found
     whole = (
-        sql.SQL("WHERE NOT EXISTS (SELECT FROM src d WHERE NOT ({}))").format(
-            sql.SQL(" AND ").join(checks)
-        )
+        [
+            sql.SQL("NOT EXISTS (SELECT FROM src d WHERE NOT ({}))").format(
+                sql.SQL(" AND ").join(checks)
+            )
+        ]
         if checks
-        else sql.SQL("")
+        else []
     )
+    for key in rules.new_keys:
+        # A key the table holds already, or two rows of the batch share: rules to apply.
+        first, rest = key[0], key[1:]
+        held = sql.SQL(" AND ").join(
+            [
+                sql.SQL("o.{} = d.{}").format(sql.Identifier(first), written[first]),
+                *(
+                    sql.SQL("o.{} IS NOT DISTINCT FROM d.{}").format(sql.Identifier(c), written[c])
+                    for c in rest
+                ),
+            ]
+        )
+        values = sql.SQL(", ").join(written[c] for c in key)
+        whole.append(
+            sql.SQL(
+                "NOT EXISTS (SELECT FROM src d WHERE d.{first} IS NULL "
+                "OR EXISTS (SELECT FROM {target} o WHERE {held})) "
+                "AND (SELECT count(*) FROM (SELECT DISTINCT {values} FROM src) AS k) "
+                "= (SELECT count(*) FROM src)"
+            ).format(first=written[first], target=target, held=held, values=values)
+        )
+    selected = [sql.SQL("s.{}").format(written[c]) for c in columns]
     write = sql.SQL(
         """
         WITH src AS MATERIALIZED (
@@ -141,14 +183,18 @@ def build_statements(
         """
     ).format(
         found=sql.SQL("").join(
-            sql.SQL(", {}.{}").format(sql.Identifier(f"?k{n}"), sql.Identifier(f"?{n}"))
+            sql.SQL(", {k}.{f}, {k}.{kind}").format(
+                k=sql.Identifier(f"?k{n}"),
+                f=sql.Identifier(f"?{n}"),
+                kind=sql.Identifier(f"?kind{n}"),
+            )
             for n in range(len(probes))
         ),
         table=table,
         probes=sql.SQL(" ").join(probes),
         pk=sql.Identifier(_PK),
         ordinal=sql.Identifier(_ORDINAL),
-        whole=whole,
+        whole=sql.SQL("WHERE {}").format(sql.SQL(" AND ").join(whole)) if whole else sql.SQL(""),
         target=target,
         columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
         selected=sql.SQL(", ").join(selected),

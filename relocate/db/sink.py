@@ -42,6 +42,7 @@ from relocate.db.handler import (
     insert_skipping_taken,
     ledger_refs,
     rewrite_foreign_keys,
+    set_based_rules,
     update_found_rows,
 )
 from relocate.db.progress import record_batch
@@ -174,7 +175,7 @@ class BatchWriter:
         self.default_handler = Handler()
         self.fault = FaultPlan.parse(settings.fault) if settings.fault else None
         #: The set-based statements of each model and column set (``_write_whole``).
-        self._set_statements: dict[tuple[str, tuple[str, ...]], SetStatements] = {}
+        self._set_statements: dict[tuple[str, tuple[str, ...]], SetStatements | None] = {}
         #: Batches of each model written by this writer (numbers them for fault plans).
         self.batch_numbers: dict[str, int] = {}
 
@@ -330,9 +331,11 @@ class BatchWriter:
         result: BatchResult,
     ) -> bool:
         """Writes the batch set-based (``relocate.db.set_write``) when the model has no
-        rules of its own and the batch's rows share one column set and hold no pk twice;
-        returns whether it did (False: nothing was written)."""
-        if not self.set_based or type(handler) is not Handler or not rows:
+        rules of its own, or rules that the batch gives nothing to do
+        (``Handler.set_based``), and the batch's rows share one column set and hold no
+        pk twice; returns whether it did (False: nothing was written)."""
+        rules = set_based_rules(handler) if self.set_based else None
+        if rules is None or not rows:
             return False
         if layout.id_sequence is None:  # the per-row path reports it
             return False
@@ -342,10 +345,11 @@ class BatchWriter:
         if len({r.pk for r in rows}) != len(rows):
             return False
         key = (model.name, columns)
-        statements = self._set_statements.get(key)
+        if key not in self._set_statements:
+            self._set_statements[key] = build_statements(layout, columns, replicated(layout), rules)
+        statements = self._set_statements[key]
         if statements is None:
-            statements = build_statements(layout, columns, replicated(layout))
-            self._set_statements[key] = statements
+            return False
         copy_rows = copy_rows_of(statements, rows)
         if copy_rows is None:
             return False

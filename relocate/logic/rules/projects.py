@@ -117,6 +117,8 @@ class ProjectOptionHandler(Handler):
     """
 
     resolves_uniques = (frozenset({"project_id", "key"}),)
+    # No set-based path: every project the import writes holds `sentry:option-epoch`
+    # (ProjectHandler), which exports carry too, so nearly every batch lands a row on one.
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         pairs = [(i.values.get("project_id"), i.values.get("key")) for i in items]

@@ -22,6 +22,7 @@ from relocate.db.handler import (
     Item,
     RowDropped,
     RowFailed,
+    SetBasedRules,
     WriteContext,
     copy_rows,
     index_lookup,
@@ -400,6 +401,8 @@ class UserEmailHandler(Handler):
 class UserOwnedHandler(Handler):
     """Rows dropped when their user was merged: permissions and options (spec 5.2)."""
 
+    set_based = SetBasedRules(inserted_targets=("user_id",))
+
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         if _user_was_merged(ctx, item):
             raise RowDropped("its user was merged into an existing user (--merge-users)")
@@ -416,6 +419,13 @@ class UserOptionHandler(UserOwnedHandler):
     no organization) whose (user, key) exists already makes the method return None: the
     row is not imported.
     """
+
+    # Stricter than the rule (any option, not only global ones): a batch of new options
+    # of new users is a plain insert; any other goes row by row.
+    set_based = SetBasedRules(
+        new_keys=(("user_id", "project_id", "organization_id", "key"),),
+        inserted_targets=("user_id",),
+    )
 
     def validate(self, row: Converted, settings: ImportSettings) -> None:
         key = row.values.get("key")
