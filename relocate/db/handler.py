@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
 from typing import Any, NamedTuple
 
 import psycopg
@@ -179,16 +178,6 @@ class WriteContext:
                 e.new_pk for (m, _), e in self.lookup.items() if m == model and e.kind == EXISTING
             )
         return self._existing[model]
-
-    @cached_property
-    def rewritten_keys(self) -> tuple[tuple[str, str, bool, str], ...]:
-        """``(column, target model, excluded, field)`` of each foreign key the write
-        rewrites; self references are left to the fix-up after the stage."""
-        return tuple(
-            (column, fk.target, fk.excluded, fk.field)
-            for column, fk in self.layout.foreign_keys
-            if column not in self.layout.self_references
-        )
 
     def target(self, model: str, old_pk: Any) -> LedgerEntry | None:
         if not is_pk(old_pk):
@@ -584,7 +573,7 @@ class Handler:
 def rewrite_foreign_keys(ctx: WriteContext, item: Item, handler: Handler) -> None:
     """Replaces source pks by new pks, or drops the row (spec 5.2)."""
     values = item.values
-    for column, target, excluded, field_name in ctx.rewritten_keys:
+    for column, target, excluded, field_name in ctx.layout.rewritten_keys:
         value = values.get(column)
         if value is None:
             continue

@@ -30,6 +30,7 @@ from relocate.db.handler import (
     SetBasedRules,
     WriteContext,
     adapt,
+    is_pk,
     under_index_planner,
 )
 from relocate.logic.convert import Converted, TableLayout
@@ -78,9 +79,9 @@ def build_statements(
     table = sql.Identifier(f"relocate_rows_{shape}")
     target = sql.Identifier(layout.table)
     rewritten = {
-        column: (fk.target, fk.excluded)
-        for column, fk in layout.foreign_keys
-        if column not in layout.self_references and column in columns
+        column: (target, excluded)
+        for column, target, excluded, _ in layout.rewritten_keys
+        if column in columns
     }
     kinds = {c.column: c.kind for c in layout.columns}
     create = sql.SQL(
@@ -215,7 +216,7 @@ def copy_rows_of(statements: SetStatements, rows: Sequence[Converted]) -> list[l
         values = [row.ordinal, row.pk, *row.values.values()]
         for n in keys:
             value = values[n]
-            if value is not None and type(value) is not int:
+            if value is not None and not is_pk(value):
                 return None
         for n in json_at:
             values[n] = adapt(values[n], "json")

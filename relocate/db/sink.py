@@ -37,6 +37,7 @@ from relocate.db.handler import (
     LedgerEntry,
     RowDropped,
     RowFailed,
+    SetBasedRules,
     WriteContext,
     index_lookup,
     insert_skipping_taken,
@@ -247,7 +248,9 @@ class BatchWriter:
         result: BatchResult,
     ) -> None:
         settings = self.settings
-        if self._write_whole(cur, model, layout, handler, rows, result):
+        rules = set_based_rules(handler) if self.set_based else None
+        if rules is not None and self._write_whole(cur, model, layout, rules, rows):
+            result.inserted = len(rows)
             return
         lookup = load_lookup(cur, settings.import_uuid, ledger_refs(layout, rows))
         ctx = WriteContext(
@@ -326,16 +329,14 @@ class BatchWriter:
         cur: psycopg.Cursor,
         model: ModelInfo,
         layout: TableLayout,
-        handler: Handler,
+        rules: SetBasedRules,
         rows: Sequence[Converted],
-        result: BatchResult,
     ) -> bool:
-        """Writes the batch set-based (``relocate.db.set_write``) when the model has no
-        rules of its own, or rules that the batch gives nothing to do
-        (``Handler.set_based``), and the batch's rows share one column set and hold no
-        pk twice; returns whether it did (False: nothing was written)."""
-        rules = set_based_rules(handler) if self.set_based else None
-        if rules is None or not rows:
+        """Writes the batch set-based (``relocate.db.set_write``; ``rules``: what the
+        model's handler needs of a batch, ``Handler.set_based``) when its rows share one
+        column set and hold no pk twice; returns whether it did (False: nothing was
+        written)."""
+        if not rows:
             return False
         if layout.id_sequence is None:  # the per-row path reports it
             return False
@@ -357,7 +358,6 @@ class BatchWriter:
         self._ctx = ctx
         if not write_set_based(ctx, model, statements, copy_rows):
             return False
-        result.inserted = len(rows)
         record_batch(cur, self.settings, model.stage, model.name, len(rows), 0)
         return True
 

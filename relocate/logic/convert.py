@@ -89,7 +89,7 @@ class TableLayout:
 
     def __getstate__(self) -> dict[str, Any]:
         # Shipped to every DoFn that writes or converts: the lookup is rebuilt there.
-        cached = ("by_field", "converters", "required")
+        cached = ("by_field", "converters", "required", "rewritten_keys")
         return {k: v for k, v in self.__dict__.items() if k not in cached}
 
     @cached_property
@@ -115,6 +115,16 @@ class TableLayout:
         """(field, column) of the columns that are NOT NULL without a default."""
         return tuple(
             (c.field, c.column) for c in self.columns if not c.nullable and not c.has_default
+        )
+
+    @cached_property
+    def rewritten_keys(self) -> tuple[tuple[str, str, bool, str], ...]:
+        """``(column, target model, excluded, field)`` of each foreign key a write
+        rewrites; self references are left to the fix-up after the stage."""
+        return tuple(
+            (column, fk.target, fk.excluded, fk.field)
+            for column, fk in self.foreign_keys
+            if column not in self.self_references
         )
 
     def column(self, name: str) -> ColumnLayout | None:

@@ -24,15 +24,12 @@ from relocate.io.export_reader import MAX_NESTING
 
 _VARCHAR = re.compile(r"^character varying\((\d+)\)$")
 _INT_TEXT = re.compile(r"^-?\d{1,19}$")
-_TIMESTAMP = re.compile(
-    # PostgreSQL takes offsets up to 15:59, as written.
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-](0\d|1[0-5])(:?[0-5]\d)?)?$"
-)
+_DATE_TIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?"
+#: PostgreSQL takes offsets up to 15:59, as written.
+_TIMESTAMP = re.compile(_DATE_TIME + r"(Z|[+-](0\d|1[0-5])(:?[0-5]\d)?)?$")
 #: The same shape with any two-digit offset: Python reads minutes past 59 (+05:60 is
 #: +06:00), as Sentry's DateTimeField does; PostgreSQL refuses them as written.
-_TIMESTAMP_ANY_OFFSET = re.compile(
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
-)
+_TIMESTAMP_ANY_OFFSET = re.compile(_DATE_TIME + r"(Z|[+-]\d{2}(:?\d{2})?)?$")
 #: PostgreSQL takes UTC offsets up to 15:59.
 _LARGEST_OFFSET = timedelta(hours=16)
 
