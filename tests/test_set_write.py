@@ -294,3 +294,92 @@ def test_options_and_permissions_of_a_merged_user_are_dropped_row_by_row(db_dsn,
     assert (permissions.inserted, permissions.dropped) == (0, 1)
     assert scalar(db_dsn, "SELECT count(*) FROM sentry_useroption") == 0
     assert scalar(db_dsn, "SELECT count(*) FROM sentry_userpermission") == 0
+
+
+# --- rows that land on a row the table holds -------------------------------------------
+
+
+def _project_options(*rows: tuple[int, int, int, str, str]) -> list[Converted]:
+    """(ordinal, pk, project pk, key, value) -> converted sentry.projectoption rows."""
+    return [
+        Converted("sentry.projectoption", o, pk, {"project_id": p, "key": k, "value": v})
+        for o, pk, p, k, v in rows
+    ]
+
+
+def _taken_whole(monkeypatch) -> list[bool]:
+    """What each set-based attempt returned (True: it wrote the batch)."""
+    import relocate.db.sink as sink
+
+    attempts: list[bool] = []
+    original = sink.write_set_based
+
+    def spy(*args, **kwargs):
+        attempts.append(original(*args, **kwargs))
+        return attempts[-1]
+
+    monkeypatch.setattr(sink, "write_set_based", spy)
+    return attempts
+
+
+def _options_of(dsn: str, project: int) -> dict[str, tuple[int, str]]:
+    return {
+        key: (row_id, value)
+        for row_id, key, value in query(
+            dsn,
+            "SELECT id, key, value FROM sentry_projectoptions WHERE project_id = %s",
+            (project,),
+        )
+    }
+
+
+def test_project_options_land_on_the_projects_own_options_set_based(writer, db_dsn, monkeypatch):
+    attempts = _taken_whole(monkeypatch)
+    web = _new(db_dsn, "sentry.project", 20)
+    before = _options_of(db_dsn, web)
+    epoch_id = before["sentry:option-epoch"][0]
+    first = _next_id(db_dsn, "sentry_projectoptions")
+    result = writer.write(
+        "sentry.projectoption",
+        _project_options(
+            (1, 7, 20, "sentry:origins", '["*"]'),
+            (2, 8, 20, "sentry:option-epoch", "11"),
+            (3, 9, 20, "sentry:token", '"abc"'),
+        ),
+    )
+    writer.conn.commit()
+    assert attempts == [True]
+    assert result.inserted == 3
+    after = _options_of(db_dsn, web)
+    # An id is drawn for every row in file order, as the per-row claim does; the row that
+    # lands keeps the found row's id and takes the imported value.
+    assert after["sentry:origins"] == (first, '["*"]')
+    assert after["sentry:option-epoch"] == (epoch_id, "11")
+    assert after["sentry:token"] == (first + 2, '"abc"')
+    assert len(after) == len(before) + 2
+    assert query(
+        db_dsn,
+        "SELECT old_pk, new_pk, kind FROM relocate_pk_map "
+        "WHERE model = 'sentry.projectoption' ORDER BY ordinal",
+    ) == [(7, first, "Inserted"), (8, epoch_id, "Inserted"), (9, first + 2, "Inserted")]
+    assert _next_id(db_dsn, "sentry_projectoptions") == first + 3
+
+
+def test_project_options_repeating_a_key_go_row_by_row_the_later_value_kept(
+    writer, db_dsn, monkeypatch
+):
+    attempts = _taken_whole(monkeypatch)
+    web = _new(db_dsn, "sentry.project", 20)
+    first = _next_id(db_dsn, "sentry_projectoptions")
+    result = writer.write(
+        "sentry.projectoption",
+        _project_options(
+            (1, 7, 20, "sentry:origins", '["a"]'), (2, 8, 20, "sentry:origins", '["b"]')
+        ),
+    )
+    writer.conn.commit()
+    assert attempts == [False]
+    assert result.inserted == 2
+    assert _options_of(db_dsn, web)["sentry:origins"] == (first, '["b"]')
+    # The per-row path drew the ids: the attempt before it drew none.
+    assert _next_id(db_dsn, "sentry_projectoptions") == first + 2

@@ -520,10 +520,18 @@ class SetBasedRules:
             of the table, in no two rows of the batch (NULLs compared as equal).
         inserted_targets: key columns whose target must not be a row the import merged
             into an existing one (ledger kind Existing).
+        onto_key: a column set (as written) by which a row the table holds takes the
+            imported row: the imported row's ``onto_columns`` are saved onto it and the
+            ledger maps the row to it (still Inserted, as Sentry reports it), after an id
+            was drawn for it as for every claimed row. No two rows of the batch may
+            share it (compared with NULLs as equal).
+        onto_columns: the columns saved onto the row found by ``onto_key``.
     """
 
     new_keys: tuple[tuple[str, ...], ...] = ()
     inserted_targets: tuple[str, ...] = ()
+    onto_key: tuple[str, ...] = ()
+    onto_columns: tuple[str, ...] = ()
 
 
 #: A model without rules: every batch whose rows all resolve is a plain insert.

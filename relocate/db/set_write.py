@@ -39,6 +39,62 @@ from relocate.schemas.registry import ModelInfo
 
 #: Column names of the temporary table that cannot be a Sentry column (they start with ?).
 _ORDINAL, _PK = "?ordinal", "?pk"
+#: In the statement: the row a row lands on (``SetBasedRules.onto_key``), the id drawn.
+_ONTO, _DRAWN = "?onto", "?drawn"
+
+#: The write of a batch: the keys probed, the rows claimed (ids in file order), inserted.
+_PLAIN_WRITE = """
+    WITH src AS MATERIALIZED (
+        SELECT s.* {found} FROM {table} s {probes}
+    ), claimed AS (
+        INSERT INTO relocate_pk_map
+            (import_uuid, model, old_pk, new_pk, kind, ordinal, stage)
+        SELECT %(import_uuid)s, %(model)s, s.{pk}, nextval(%(sequence)s::regclass),
+            %(kind)s, s.{ordinal}, %(stage)s
+        FROM src s {whole}
+        ORDER BY s.{ordinal}
+        RETURNING old_pk, new_pk, ordinal
+    )
+    INSERT INTO {target} ("id", {columns})
+    SELECT c.new_pk, {selected}
+    FROM claimed c JOIN src s ON s.{pk} = c.old_pk AND s.{ordinal} = c.ordinal
+    ORDER BY c.ordinal
+    {returning}
+"""
+
+#: The same for rows that land on a row the table holds (``SetBasedRules.onto_key``):
+#: every row draws an id in file order, as the per-row claim does; a row that lands is
+#: mapped to the row it found and saves its ``onto_columns`` onto it; the rest are
+#: inserted. (The drawn ids are taken in a sorted subquery: COALESCE would skip them.)
+_ONTO_WRITE = """
+    WITH src AS MATERIALIZED (
+        SELECT s.* {found} FROM {table} s {probes}
+    ), claimed AS (
+        INSERT INTO relocate_pk_map
+            (import_uuid, model, old_pk, new_pk, kind, ordinal, stage)
+        SELECT %(import_uuid)s, %(model)s, d.{pk}, COALESCE(d.{onto}, d.{drawn}),
+            %(kind)s, d.{ordinal}, %(stage)s
+        FROM (
+            SELECT s.{pk}, s.{ordinal}, s.{onto}, nextval(%(sequence)s::regclass) AS {drawn}
+            FROM src s {whole}
+            ORDER BY s.{ordinal}
+        ) AS d
+        RETURNING old_pk, new_pk, ordinal
+    ), inserted AS (
+        INSERT INTO {target} ("id", {columns})
+        SELECT c.new_pk, {selected}
+        FROM claimed c JOIN src s ON s.{pk} = c.old_pk AND s.{ordinal} = c.ordinal
+        WHERE s.{onto} IS NULL
+        ORDER BY c.ordinal
+        RETURNING "id"
+    ), landed AS (
+        UPDATE {target} AS t SET {saved}
+        FROM claimed c JOIN src s ON s.{pk} = c.old_pk AND s.{ordinal} = c.ordinal
+        WHERE s.{onto} IS NOT NULL AND t."id" = s.{onto}
+        RETURNING t."id"
+    )
+    SELECT "id" FROM inserted UNION ALL SELECT "id" FROM landed
+"""
 
 
 class _NotWholeBatch(Exception):
@@ -55,6 +111,8 @@ class SetStatements:
     #: Columns whose values must be pks (ints) or None for the statement to apply.
     key_positions: tuple[int, ...]
     json_positions: tuple[int, ...]
+    #: Whether the statement returns the ids it inserted (for the replicas).
+    returns_ids: bool = False
 
 
 def build_statements(
@@ -73,6 +131,10 @@ def build_statements(
     rows with these columns (a key column the rows leave to its default).
     """
     if any(c not in columns for key in rules.new_keys for c in key):
+        return None
+    onto = bool(rules.onto_key)
+    landing = (*rules.onto_key, *rules.onto_columns)
+    if onto and (replicated or any(c not in columns for c in landing)):
         return None
     # Named by what it holds, so that one name is always one definition on a connection.
     shape = hashlib.sha1("\0".join((layout.table, *columns)).encode()).hexdigest()[:16]
@@ -102,9 +164,12 @@ def build_statements(
     probes: list[sql.Composable] = []
     checks: list[sql.Composable] = []  # on each row d of the batch
     written: dict[str, sql.Identifier] = {}  # column -> its value as written, in src
+    # The same, where the probes are joined (the temporary table is s).
+    joined: dict[str, sql.Composable] = {}
     for column in columns:
         name = sql.Identifier(column)
         written[column] = name
+        joined[column] = sql.SQL("s.{}").format(name)
         if column not in rewritten:
             continue
         model, excluded = rewritten[column]
@@ -132,6 +197,32 @@ def build_statements(
             # A row whose target was merged into an existing row has rules to apply.
             checks.append(sql.SQL("d.{} IS DISTINCT FROM {}").format(kind, sql.Literal(EXISTING)))
         written[column] = found
+        joined[column] = sql.SQL("{}.{}").format(sql.Identifier(f"?k{n}"), found)
+    found_columns = [
+        sql.SQL(", {k}.{f}, {k}.{kind}").format(
+            k=sql.Identifier(f"?k{n}"), f=sql.Identifier(f"?{n}"), kind=sql.Identifier(f"?kind{n}")
+        )
+        for n in range(len(probes))
+    ]
+    if onto:
+        # The row of the table that the row lands on, found as the rule finds it.
+        probes.append(
+            sql.SQL(
+                "LEFT JOIN LATERAL (SELECT o.id AS {onto} FROM {target} o WHERE {match} "
+                "LIMIT 1) AS {alias} ON true"
+            ).format(
+                onto=sql.Identifier(_ONTO),
+                target=target,
+                match=sql.SQL(" AND ").join(
+                    sql.SQL("o.{} = {}").format(sql.Identifier(c), joined[c])
+                    for c in rules.onto_key
+                ),
+                alias=sql.Identifier("?ko"),
+            )
+        )
+        found_columns.append(
+            sql.SQL(", {}.{}").format(sql.Identifier("?ko"), sql.Identifier(_ONTO))
+        )
     whole = (
         [
             sql.SQL("NOT EXISTS (SELECT FROM src d WHERE NOT ({}))").format(
@@ -153,44 +244,19 @@ def build_statements(
                 ),
             ]
         )
-        values = sql.SQL(", ").join(written[c] for c in key)
         whole.append(
             sql.SQL(
                 "NOT EXISTS (SELECT FROM src d WHERE d.{first} IS NULL "
-                "OR EXISTS (SELECT FROM {target} o WHERE {held})) "
-                "AND (SELECT count(*) FROM (SELECT DISTINCT {values} FROM src) AS k) "
-                "= (SELECT count(*) FROM src)"
-            ).format(first=written[first], target=target, held=held, values=values)
+                "OR EXISTS (SELECT FROM {target} o WHERE {held}))"
+            ).format(first=written[first], target=target, held=held)
         )
+        whole.append(_all_distinct(sql.SQL(", ").join(written[c] for c in key)))
+    if onto:
+        # Two rows of the batch landing on one row: the rule keeps the later's values.
+        whole.append(_all_distinct(sql.SQL(", ").join(written[c] for c in rules.onto_key)))
     selected = [sql.SQL("s.{}").format(written[c]) for c in columns]
-    write = sql.SQL(
-        """
-        WITH src AS MATERIALIZED (
-            SELECT s.* {found} FROM {table} s {probes}
-        ), claimed AS (
-            INSERT INTO relocate_pk_map
-                (import_uuid, model, old_pk, new_pk, kind, ordinal, stage)
-            SELECT %(import_uuid)s, %(model)s, s.{pk}, nextval(%(sequence)s::regclass),
-                %(kind)s, s.{ordinal}, %(stage)s
-            FROM src s {whole}
-            ORDER BY s.{ordinal}
-            RETURNING old_pk, new_pk, ordinal
-        )
-        INSERT INTO {target} ("id", {columns})
-        SELECT c.new_pk, {selected}
-        FROM claimed c JOIN src s ON s.{pk} = c.old_pk AND s.{ordinal} = c.ordinal
-        ORDER BY c.ordinal
-        {returning}
-        """
-    ).format(
-        found=sql.SQL("").join(
-            sql.SQL(", {k}.{f}, {k}.{kind}").format(
-                k=sql.Identifier(f"?k{n}"),
-                f=sql.Identifier(f"?{n}"),
-                kind=sql.Identifier(f"?kind{n}"),
-            )
-            for n in range(len(probes))
-        ),
+    write = sql.SQL(_ONTO_WRITE if onto else _PLAIN_WRITE).format(
+        found=sql.SQL("").join(found_columns),
         table=table,
         probes=sql.SQL(" ").join(probes),
         pk=sql.Identifier(_PK),
@@ -200,11 +266,24 @@ def build_statements(
         columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
         selected=sql.SQL(", ").join(selected),
         returning=sql.SQL('RETURNING "id"' if replicated else ""),
+        onto=sql.Identifier(_ONTO),
+        drawn=sql.Identifier(_DRAWN),
+        saved=sql.SQL(", ").join(
+            sql.SQL("{} = s.{}").format(sql.Identifier(c), written[c]) for c in rules.onto_columns
+        ),
     )
     # Positions in a COPY row: ordinal, pk, then the columns.
     key_positions = tuple(n for n, c in enumerate(columns, 2) if c in rewritten)
     json_positions = tuple(n for n, c in enumerate(columns, 2) if kinds.get(c) == "json")
-    return SetStatements(create, copy, write, key_positions, json_positions)
+    return SetStatements(create, copy, write, key_positions, json_positions, replicated)
+
+
+def _all_distinct(values: sql.Composable) -> sql.Composed:
+    """That no two rows of src share ``values`` (NULLs compared as equal)."""
+    return sql.SQL(
+        "(SELECT count(*) FROM (SELECT DISTINCT {values} FROM src) AS k) "
+        "= (SELECT count(*) FROM src)"
+    ).format(values=values)
 
 
 def copy_rows_of(statements: SetStatements, rows: Sequence[Converted]) -> list[list] | None:
@@ -250,7 +329,7 @@ def write_set_based(
             with under_index_planner(cur, statements.write, params) as written:
                 if written.rowcount != len(copy_rows):
                     raise _NotWholeBatch
-                ids = [r[0] for r in written.fetchall()] if written.description else []
+                ids = [r[0] for r in written.fetchall()] if statements.returns_ids else []
             if ids:
                 write_replicas(ctx, layout.table, ids)
     except _NotWholeBatch:

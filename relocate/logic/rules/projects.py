@@ -18,6 +18,7 @@ from typing import Any
 from relocate.db.handler import (
     Handler,
     Item,
+    SetBasedRules,
     WriteContext,
     copy_rows,
     index_lookup,
@@ -117,8 +118,10 @@ class ProjectOptionHandler(Handler):
     """
 
     resolves_uniques = (frozenset({"project_id", "key"}),)
-    # No set-based path: every project the import writes holds `sentry:option-epoch`
-    # (ProjectHandler), which exports carry too, so nearly every batch lands a row on one.
+    # Every project the import writes holds `sentry:option-epoch` (ProjectHandler), which
+    # exports carry too, so nearly every batch lands a row on one: the set-based path
+    # saves such rows onto it, as this rule does (a batch repeating a key goes row by row).
+    set_based = SetBasedRules(onto_key=("project_id", "key"), onto_columns=("value",))
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         pairs = [(i.values.get("project_id"), i.values.get("key")) for i in items]
