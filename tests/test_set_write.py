@@ -383,3 +383,64 @@ def test_project_options_repeating_a_key_go_row_by_row_the_later_value_kept(
     assert _options_of(db_dsn, web)["sentry:origins"] == (first, '["b"]')
     # The per-row path drew the ids: the attempt before it drew none.
     assert _next_id(db_dsn, "sentry_projectoptions") == first + 2
+
+
+def _user_emails(*rows: tuple[int, int, str]) -> list[Converted]:
+    """(ordinal, pk, address) -> converted sentry.useremail rows of user 30 (ann)."""
+    return [
+        Converted(
+            "sentry.useremail",
+            o,
+            pk,
+            {
+                "user_id": 30,
+                "email": e,
+                "validation_hash": "mCnWesSVvYQcq7qXQ36AZHwosAd6cghE",
+                "date_hash_added": "2023-06-22T22:59:55.531Z",
+                "is_verified": True,
+            },
+        )
+        for o, pk, e in rows
+    ]
+
+
+def test_user_emails_land_on_the_primary_address_and_create_their_emails_set_based(
+    writer, db_dsn, monkeypatch
+):
+    attempts = _taken_whole(monkeypatch)
+    ann = _new(db_dsn, "sentry.user", 30)
+    ((primary,),) = query(db_dsn, "SELECT id FROM sentry_useremail WHERE user_id = %s", (ann,))
+    first = _next_id(db_dsn, "sentry_useremail")
+    result = writer.write(
+        "sentry.useremail",
+        _user_emails((1, 5, "ann+work@example.com"), (2, 6, "ann@example.com")),
+    )
+    writer.conn.commit()
+    assert attempts == [True]
+    assert result.inserted == 2
+    rows = query(
+        db_dsn,
+        "SELECT id, email, is_verified, validation_hash FROM sentry_useremail "
+        "WHERE user_id = %s ORDER BY id",
+        (ann,),
+    )
+    # The imported primary address lands on the one the user was created with; outside
+    # Global every address is unverified, with a new hash to confirm it.
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (primary, "ann@example.com", False),
+        (first, "ann+work@example.com", False),
+    ]
+    assert all(len(r[3]) == 32 and r[3] != "mCnWesSVvYQcq7qXQ36AZHwosAd6cghE" for r in rows)
+    assert query(
+        db_dsn,
+        "SELECT old_pk, new_pk FROM relocate_pk_map WHERE model = 'sentry.useremail' "
+        "ORDER BY ordinal",
+    ) == [(5, first), (6, primary)]
+    # The new address's Email row, recorded for rollback.
+    assert query(
+        db_dsn,
+        "SELECT e.email FROM sentry_email e JOIN relocate_side_effect s "
+        "ON s.row_id = e.id AND s.table_name = 'sentry_email' WHERE s.import_uuid = %s "
+        "ORDER BY e.id",
+        (IMPORT,),
+    )[-1] == ("ann+work@example.com",)

@@ -524,14 +524,16 @@ class SetBasedRules:
             imported row: the imported row's ``onto_columns`` are saved onto it and the
             ledger maps the row to it (still Inserted, as Sentry reports it), after an id
             was drawn for it as for every claimed row. No two rows of the batch may
-            share it (compared with NULLs as equal).
-        onto_columns: the columns saved onto the row found by ``onto_key``.
+            share it (compared with NULLs as equal). The handler's ``after_set`` gets
+            the rows inserted.
+        onto_columns: the columns saved onto the row found by ``onto_key``; None: every
+            column of the row but the key's.
     """
 
     new_keys: tuple[tuple[str, ...], ...] = ()
     inserted_targets: tuple[str, ...] = ()
     onto_key: tuple[str, ...] = ()
-    onto_columns: tuple[str, ...] = ()
+    onto_columns: tuple[str, ...] | None = None
 
 
 #: A model without rules: every batch whose rows all resolve is a plain insert.
@@ -576,6 +578,16 @@ class Handler:
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         """Writes the claimed rows; sets each item's kind and new pk where they change."""
         copy_rows(ctx, items)
+
+    def prepare_set(self, ctx: WriteContext, rows: Sequence[Converted]) -> Sequence[Converted]:
+        """The batch's rows as ``prepare`` would leave them, for the set-based path
+        (``set_based``): only what ``prepare`` does to every row alike, never a drop.
+        The rows given stay as they are (the per-row path may take them after)."""
+        return rows
+
+    def after_set(self, ctx: WriteContext, inserted: list[Converted]) -> None:
+        """What ``write`` does beside the rows, for the rows the set-based path inserted
+        (not those it saved onto a row the table held), in batch order."""
 
 
 def rewrite_foreign_keys(ctx: WriteContext, item: Item, handler: Handler) -> None:

@@ -17,7 +17,7 @@ drop a row claims nothing, so no sequence value is spent before the per-row path
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -66,6 +66,7 @@ _PLAIN_WRITE = """
 #: every row draws an id in file order, as the per-row claim does; a row that lands is
 #: mapped to the row it found and saves its ``onto_columns`` onto it; the rest are
 #: inserted. (The drawn ids are taken in a sorted subquery: COALESCE would skip them.)
+#: One row: the rows written, and the ordinals of those inserted.
 _ONTO_WRITE = """
     WITH src AS MATERIALIZED (
         SELECT s.* {found} FROM {table} s {probes}
@@ -93,7 +94,8 @@ _ONTO_WRITE = """
         WHERE s.{onto} IS NOT NULL AND t."id" = s.{onto}
         RETURNING t."id"
     )
-    SELECT "id" FROM inserted UNION ALL SELECT "id" FROM landed
+    SELECT (SELECT count(*) FROM inserted) + (SELECT count(*) FROM landed),
+        (SELECT array_agg(c.ordinal) FROM inserted i JOIN claimed c ON c.new_pk = i."id")
 """
 
 
@@ -113,6 +115,9 @@ class SetStatements:
     json_positions: tuple[int, ...]
     #: Whether the statement returns the ids it inserted (for the replicas).
     returns_ids: bool = False
+    #: Whether rows land on rows the table holds (``SetBasedRules.onto_key``): the
+    #: statement returns one row, the rows written and the ordinals of those inserted.
+    lands: bool = False
 
 
 def build_statements(
@@ -133,8 +138,14 @@ def build_statements(
     if any(c not in columns for key in rules.new_keys for c in key):
         return None
     onto = bool(rules.onto_key)
-    landing = (*rules.onto_key, *rules.onto_columns)
-    if onto and (replicated or any(c not in columns for c in landing)):
+    saved = (
+        [c for c in columns if c not in rules.onto_key]
+        if rules.onto_columns is None
+        else list(rules.onto_columns)
+    )
+    if onto and (
+        replicated or not saved or any(c not in columns for c in (*rules.onto_key, *saved))
+    ):
         return None
     # Named by what it holds, so that one name is always one definition on a connection.
     shape = hashlib.sha1("\0".join((layout.table, *columns)).encode()).hexdigest()[:16]
@@ -269,13 +280,13 @@ def build_statements(
         onto=sql.Identifier(_ONTO),
         drawn=sql.Identifier(_DRAWN),
         saved=sql.SQL(", ").join(
-            sql.SQL("{} = s.{}").format(sql.Identifier(c), written[c]) for c in rules.onto_columns
+            sql.SQL("{} = s.{}").format(sql.Identifier(c), written[c]) for c in saved
         ),
     )
     # Positions in a COPY row: ordinal, pk, then the columns.
     key_positions = tuple(n for n, c in enumerate(columns, 2) if c in rewritten)
     json_positions = tuple(n for n, c in enumerate(columns, 2) if kinds.get(c) == "json")
-    return SetStatements(create, copy, write, key_positions, json_positions, replicated)
+    return SetStatements(create, copy, write, key_positions, json_positions, replicated, onto)
 
 
 def _all_distinct(values: sql.Composable) -> sql.Composed:
@@ -308,9 +319,13 @@ def write_set_based(
     model: ModelInfo,
     statements: SetStatements,
     copy_rows: list[list],
+    after: Callable[[set[int]], None] | None = None,
 ) -> bool:
     """Writes a whole batch in one statement, under a savepoint; returns False (and
-    leaves nothing written) when any row needs the per-row path."""
+    leaves nothing written) when any row needs the per-row path.
+
+    ``after`` gets the ordinals of the rows inserted (not landed on a row the table
+    held) and writes what goes beside them, under the same savepoint."""
     cur = ctx.cur
     layout = ctx.layout
     params = {
@@ -327,11 +342,18 @@ def write_set_based(
                 for values in copy_rows:
                     copy.write_row(values)
             with under_index_planner(cur, statements.write, params) as written:
-                if written.rowcount != len(copy_rows):
+                if statements.lands:
+                    count, ordinals = written.fetchone() or (0, None)
+                    inserted = set(ordinals or ())
+                else:
+                    count, inserted = written.rowcount, set()
+                if count != len(copy_rows):
                     raise _NotWholeBatch
                 ids = [r[0] for r in written.fetchall()] if statements.returns_ids else []
             if ids:
                 write_replicas(ctx, layout.table, ids)
+            if after is not None:
+                after(inserted)
     except _NotWholeBatch:
         return False
     except psycopg.Error:

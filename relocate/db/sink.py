@@ -249,7 +249,7 @@ class BatchWriter:
     ) -> None:
         settings = self.settings
         rules = set_based_rules(handler) if self.set_based else None
-        if rules is not None and self._write_whole(cur, model, layout, rules, rows):
+        if rules is not None and self._write_whole(cur, model, layout, handler, rules, rows):
             result.inserted = len(rows)
             return
         lookup = load_lookup(cur, settings.import_uuid, ledger_refs(layout, rows))
@@ -329,6 +329,7 @@ class BatchWriter:
         cur: psycopg.Cursor,
         model: ModelInfo,
         layout: TableLayout,
+        handler: Handler,
         rules: SetBasedRules,
         rows: Sequence[Converted],
     ) -> bool:
@@ -340,6 +341,9 @@ class BatchWriter:
             return False
         if layout.id_sequence is None:  # the per-row path reports it
             return False
+        ctx = WriteContext(cur, self.settings, self.registry, model, layout, {}, self.layouts)
+        self._ctx = ctx
+        rows = handler.prepare_set(ctx, rows)
         columns = tuple(rows[0].values)
         if any(tuple(r.values) != columns for r in rows):
             return False
@@ -354,9 +358,11 @@ class BatchWriter:
         copy_rows = copy_rows_of(statements, rows)
         if copy_rows is None:
             return False
-        ctx = WriteContext(cur, self.settings, self.registry, model, layout, {}, self.layouts)
-        self._ctx = ctx
-        if not write_set_based(ctx, model, statements, copy_rows):
+
+        def after(inserted: set[int]) -> None:
+            handler.after_set(ctx, [r for r in rows if r.ordinal in inserted])
+
+        if not write_set_based(ctx, model, statements, copy_rows, after):
             return False
         record_batch(cur, self.settings, model.stage, model.name, len(rows), 0)
         return True

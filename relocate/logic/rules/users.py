@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -359,18 +359,32 @@ def _text(value: object) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
+def _unverified(ctx: WriteContext) -> dict[str, Any]:
+    """An address's verification outside Global: reset, with a new hash to confirm it."""
+    return {"is_verified": False, "validation_hash": secure_token(32), "date_hash_added": ctx.now}
+
+
 class UserEmailHandler(Handler):
     """``sentry.useremail``: verification reset outside Global; merges into the primary."""
 
     resolves_uniques = (frozenset({"user_id", "email"}),)
+    # A batch of new users' addresses, each at most once: the primary address the user
+    # was created with takes the imported values, the others are inserted with their Email.
+    set_based = SetBasedRules(inserted_targets=("user_id",), onto_key=("user_id", "email"))
 
     def prepare(self, ctx: WriteContext, item: Item) -> None:
         if _user_was_merged(ctx, item):
             raise RowDropped("its user was merged into an existing user (--merge-users)")
         if not ctx.settings.is_global:
-            item.values["is_verified"] = False
-            item.values["validation_hash"] = secure_token(32)
-            item.values["date_hash_added"] = ctx.now
+            item.values.update(_unverified(ctx))
+
+    def prepare_set(self, ctx: WriteContext, rows: Sequence[Converted]) -> Sequence[Converted]:
+        if ctx.settings.is_global:
+            return rows
+        return [Converted(r.model, r.ordinal, r.pk, {**r.values, **_unverified(ctx)}) for r in rows]
+
+    def after_set(self, ctx: WriteContext, inserted: list[Converted]) -> None:
+        create_emails(ctx, [r.values.get("email") or "" for r in inserted])
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         pairs = [(i.values.get("user_id"), i.values.get("email")) for i in items]
