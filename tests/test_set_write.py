@@ -315,8 +315,9 @@ def _taken_whole(monkeypatch) -> list[bool]:
     original = sink.write_set_based
 
     def spy(*args, **kwargs):
-        attempts.append(original(*args, **kwargs))
-        return attempts[-1]
+        landed = original(*args, **kwargs)
+        attempts.append(landed is not None)
+        return landed
 
     monkeypatch.setattr(sink, "write_set_based", spy)
     return attempts
@@ -444,3 +445,33 @@ def test_user_emails_land_on_the_primary_address_and_create_their_emails_set_bas
         "ORDER BY e.id",
         (IMPORT,),
     )[-1] == ("ann+work@example.com",)
+
+
+def test_emails_land_on_the_address_the_table_holds_case_insensitively_set_based(
+    writer, db_dsn, monkeypatch
+):
+    attempts = _taken_whole(monkeypatch)
+    ((ann_email,),) = query(db_dsn, "SELECT id FROM sentry_email WHERE email = 'ann@example.com'")
+    first = _next_id(db_dsn, "sentry_email")
+    rows = [
+        Converted("sentry.email", o, pk, {"email": e, "date_added": "2023-07-26T19:19:37.201Z"})
+        for o, pk, e in ((1, 9, "new@example.com"), (2, 8, "Ann@Example.com"))
+    ]
+    result = writer.write("sentry.email", rows)
+    writer.conn.commit()
+    assert attempts == [True]
+    assert (result.inserted, result.existing) == (1, 1)
+    assert query(
+        db_dsn,
+        "SELECT old_pk, new_pk, kind FROM relocate_pk_map WHERE model = 'sentry.email' "
+        "ORDER BY ordinal",
+    ) == [(9, first, "Inserted"), (8, ann_email, "Existing")]
+    # The address found takes the imported spelling and date.
+    assert query(
+        db_dsn,
+        "SELECT id, email, date_added::text FROM sentry_email WHERE id IN (%s, %s) ORDER BY id",
+        (ann_email, first),
+    ) == [
+        (ann_email, "Ann@Example.com", "2023-07-26 19:19:37.201+00"),
+        (first, "new@example.com", "2023-07-26 19:19:37.201+00"),
+    ]

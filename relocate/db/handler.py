@@ -528,12 +528,17 @@ class SetBasedRules:
             the rows inserted.
         onto_columns: the columns saved onto the row found by ``onto_key``; None: every
             column of the row but the key's.
+        onto_lower: the key is compared lower-cased (PostgreSQL's ``lower``), both in
+            the table (the lowest id that matches) and between rows of the batch.
+        onto_kind: the ledger kind of a row that lands.
     """
 
     new_keys: tuple[tuple[str, ...], ...] = ()
     inserted_targets: tuple[str, ...] = ()
     onto_key: tuple[str, ...] = ()
     onto_columns: tuple[str, ...] | None = None
+    onto_lower: bool = False
+    onto_kind: str = INSERTED
 
 
 #: A model without rules: every batch whose rows all resolve is a plain insert.

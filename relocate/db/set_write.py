@@ -74,7 +74,8 @@ _ONTO_WRITE = """
         INSERT INTO relocate_pk_map
             (import_uuid, model, old_pk, new_pk, kind, ordinal, stage)
         SELECT %(import_uuid)s, %(model)s, d.{pk}, COALESCE(d.{onto}, d.{drawn}),
-            %(kind)s, d.{ordinal}, %(stage)s
+            CASE WHEN d.{onto} IS NULL THEN %(kind)s ELSE {landed_kind} END,
+            d.{ordinal}, %(stage)s
         FROM (
             SELECT s.{pk}, s.{ordinal}, s.{onto}, nextval(%(sequence)s::regclass) AS {drawn}
             FROM src s {whole}
@@ -215,17 +216,20 @@ def build_statements(
         )
         for n in range(len(probes))
     ]
+    fold = "lower({})" if rules.onto_lower else "{}"
     if onto:
         # The row of the table that the row lands on, found as the rule finds it.
         probes.append(
             sql.SQL(
-                "LEFT JOIN LATERAL (SELECT o.id AS {onto} FROM {target} o WHERE {match} "
-                "LIMIT 1) AS {alias} ON true"
+                "LEFT JOIN LATERAL (SELECT min(o.id) AS {onto} FROM {target} o "
+                "WHERE {match}) AS {alias} ON true"
             ).format(
                 onto=sql.Identifier(_ONTO),
                 target=target,
                 match=sql.SQL(" AND ").join(
-                    sql.SQL("o.{} = {}").format(sql.Identifier(c), joined[c])
+                    sql.SQL(fold).format(sql.SQL("o.{}").format(sql.Identifier(c)))
+                    + sql.SQL(" = ")
+                    + sql.SQL(fold).format(joined[c])
                     for c in rules.onto_key
                 ),
                 alias=sql.Identifier("?ko"),
@@ -264,7 +268,11 @@ def build_statements(
         whole.append(_all_distinct(sql.SQL(", ").join(written[c] for c in key)))
     if onto:
         # Two rows of the batch landing on one row: the rule keeps the later's values.
-        whole.append(_all_distinct(sql.SQL(", ").join(written[c] for c in rules.onto_key)))
+        whole.append(
+            _all_distinct(
+                sql.SQL(", ").join(sql.SQL(fold).format(written[c]) for c in rules.onto_key)
+            )
+        )
     selected = [sql.SQL("s.{}").format(written[c]) for c in columns]
     write = sql.SQL(_ONTO_WRITE if onto else _PLAIN_WRITE).format(
         found=sql.SQL("").join(found_columns),
@@ -279,6 +287,7 @@ def build_statements(
         returning=sql.SQL('RETURNING "id"' if replicated else ""),
         onto=sql.Identifier(_ONTO),
         drawn=sql.Identifier(_DRAWN),
+        landed_kind=sql.Literal(rules.onto_kind),
         saved=sql.SQL(", ").join(
             sql.SQL("{} = s.{}").format(sql.Identifier(c), written[c]) for c in saved
         ),
@@ -320,9 +329,10 @@ def write_set_based(
     statements: SetStatements,
     copy_rows: list[list],
     after: Callable[[set[int]], None] | None = None,
-) -> bool:
-    """Writes a whole batch in one statement, under a savepoint; returns False (and
-    leaves nothing written) when any row needs the per-row path.
+) -> int | None:
+    """Writes a whole batch in one statement, under a savepoint; returns how many rows
+    landed on rows the table held (``SetBasedRules.onto_key``), or None (and leaves
+    nothing written) when any row needs the per-row path.
 
     ``after`` gets the ordinals of the rows inserted (not landed on a row the table
     held) and writes what goes beside them, under the same savepoint."""
@@ -354,14 +364,15 @@ def write_set_based(
                 write_replicas(ctx, layout.table, ids)
             if after is not None:
                 after(inserted)
+            landed = count - len(inserted) if statements.lands else 0
     except _NotWholeBatch:
-        return False
+        return None
     except psycopg.Error:
         conn = cur.connection
         if conn.closed or conn.broken:
             raise
-        return False
-    return True
+        return None
+    return landed
 
 
 def replicated(layout: TableLayout) -> bool:

@@ -249,9 +249,13 @@ class BatchWriter:
     ) -> None:
         settings = self.settings
         rules = set_based_rules(handler) if self.set_based else None
-        if rules is not None and self._write_whole(cur, model, layout, handler, rules, rows):
-            result.inserted = len(rows)
-            return
+        if rules is not None:
+            landed = self._write_whole(cur, model, layout, handler, rules, rows)
+            if landed is not None:
+                result.inserted = len(rows)
+                if rules.onto_kind == EXISTING:
+                    result.inserted, result.existing = len(rows) - landed, landed
+                return
         lookup = load_lookup(cur, settings.import_uuid, ledger_refs(layout, rows))
         ctx = WriteContext(
             cur, settings, self.registry, model, layout, lookup, self.layouts, batch=rows
@@ -332,40 +336,40 @@ class BatchWriter:
         handler: Handler,
         rules: SetBasedRules,
         rows: Sequence[Converted],
-    ) -> bool:
+    ) -> int | None:
         """Writes the batch set-based (``relocate.db.set_write``; ``rules``: what the
         model's handler needs of a batch, ``Handler.set_based``) when its rows share one
-        column set and hold no pk twice; returns whether it did (False: nothing was
-        written)."""
+        column set and hold no pk twice; returns how many rows landed on rows the table
+        held, or None when it did not write the batch (nothing was written)."""
         if not rows:
-            return False
+            return None
         if layout.id_sequence is None:  # the per-row path reports it
-            return False
+            return None
         ctx = WriteContext(cur, self.settings, self.registry, model, layout, {}, self.layouts)
         self._ctx = ctx
         rows = handler.prepare_set(ctx, rows)
         columns = tuple(rows[0].values)
         if any(tuple(r.values) != columns for r in rows):
-            return False
+            return None
         if len({r.pk for r in rows}) != len(rows):
-            return False
+            return None
         key = (model.name, columns)
         if key not in self._set_statements:
             self._set_statements[key] = build_statements(layout, columns, replicated(layout), rules)
         statements = self._set_statements[key]
         if statements is None:
-            return False
+            return None
         copy_rows = copy_rows_of(statements, rows)
         if copy_rows is None:
-            return False
+            return None
 
         def after(inserted: set[int]) -> None:
             handler.after_set(ctx, [r for r in rows if r.ordinal in inserted])
 
-        if not write_set_based(ctx, model, statements, copy_rows, after):
-            return False
-        record_batch(cur, self.settings, model.stage, model.name, len(rows), 0)
-        return True
+        landed = write_set_based(ctx, model, statements, copy_rows, after)
+        if landed is not None:
+            record_batch(cur, self.settings, model.stage, model.name, len(rows), 0)
+        return landed
 
     @staticmethod
     def _count(result: BatchResult, kind: str) -> None:

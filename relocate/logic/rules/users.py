@@ -232,6 +232,14 @@ class EmailHandler(Handler):
     """
 
     resolves_uniques = (frozenset({"email"}),)
+    # A batch of addresses, each at most once (case-insensitively): those the table holds
+    # land on them (Existing), the others are inserted.
+    set_based = SetBasedRules(
+        onto_key=("email",),
+        onto_lower=True,
+        onto_kind=EXISTING,
+        onto_columns=("email", "date_added"),
+    )
 
     def write(self, ctx: WriteContext, items: list[Item]) -> None:
         keys = pg_lower(ctx, [i.values.get("email") or "" for i in items])
