@@ -42,13 +42,18 @@ _ORDINAL, _PK = "?ordinal", "?pk"
 #: In the statement: the row a row lands on (``SetBasedRules.onto_key``), the id drawn.
 _ONTO, _DRAWN = "?onto", "?drawn"
 
-#: The write of a batch: the keys probed, the rows claimed (ids in file order), inserted.
-_PLAIN_WRITE = """
+#: The start of a batch's write: its rows with their keys probed, then the ledger's claim.
+_SOURCE_AND_CLAIM = """
     WITH src AS MATERIALIZED (
         SELECT s.* {found} FROM {table} s {probes}
     ), claimed AS (
         INSERT INTO relocate_pk_map
-            (import_uuid, model, old_pk, new_pk, kind, ordinal, stage)
+            (import_uuid, model, old_pk, new_pk, kind, ordinal, stage)"""
+
+#: The write of a batch: the keys probed, the rows claimed (ids in file order), inserted.
+_PLAIN_WRITE = (
+    _SOURCE_AND_CLAIM
+    + """
         SELECT %(import_uuid)s, %(model)s, s.{pk}, nextval(%(sequence)s::regclass),
             %(kind)s, s.{ordinal}, %(stage)s
         FROM src s {whole}
@@ -61,18 +66,16 @@ _PLAIN_WRITE = """
     ORDER BY c.ordinal
     {returning}
 """
+)
 
 #: The same for rows that land on a row the table holds (``SetBasedRules.onto_key``):
 #: every row draws an id in file order, as the per-row claim does; a row that lands is
 #: mapped to the row it found and saves its ``onto_columns`` onto it; the rest are
 #: inserted. (The drawn ids are taken in a sorted subquery: COALESCE would skip them.)
 #: One row: the rows written, and the ordinals of those inserted.
-_ONTO_WRITE = """
-    WITH src AS MATERIALIZED (
-        SELECT s.* {found} FROM {table} s {probes}
-    ), claimed AS (
-        INSERT INTO relocate_pk_map
-            (import_uuid, model, old_pk, new_pk, kind, ordinal, stage)
+_ONTO_WRITE = (
+    _SOURCE_AND_CLAIM
+    + """
         SELECT %(import_uuid)s, %(model)s, d.{pk}, COALESCE(d.{onto}, d.{drawn}),
             CASE WHEN d.{onto} IS NULL THEN %(kind)s ELSE {landed_kind} END,
             d.{ordinal}, %(stage)s
@@ -98,6 +101,7 @@ _ONTO_WRITE = """
     SELECT (SELECT count(*) FROM inserted) + (SELECT count(*) FROM landed),
         (SELECT array_agg(c.ordinal) FROM inserted i JOIN claimed c ON c.new_pk = i."id")
 """
+)
 
 
 class _NotWholeBatch(Exception):
