@@ -530,7 +530,8 @@ class SetBasedRules:
             column of the row but the key's.
         onto_lower: the key is compared lower-cased (PostgreSQL's ``lower``), both in
             the table (the lowest id that matches) and between rows of the batch.
-        onto_kind: the ledger kind of a row that lands.
+        onto_kind: the ledger kind of a row that lands (Inserted or Existing; the sink
+            counts the batch by it).
     """
 
     new_keys: tuple[tuple[str, ...], ...] = ()

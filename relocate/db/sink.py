@@ -345,13 +345,13 @@ class BatchWriter:
             return None
         if layout.id_sequence is None:  # the per-row path reports it
             return None
+        if len({r.pk for r in rows}) != len(rows):
+            return None
         ctx = WriteContext(cur, self.settings, self.registry, model, layout, {}, self.layouts)
         self._ctx = ctx
         rows = handler.prepare_set(ctx, rows)
         columns = tuple(rows[0].values)
         if any(tuple(r.values) != columns for r in rows):
-            return None
-        if len({r.pk for r in rows}) != len(rows):
             return None
         key = (model.name, columns)
         if key not in self._set_statements:
