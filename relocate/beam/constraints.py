@@ -1,7 +1,9 @@
 """``StageConverted``: converted batches go to the target, checked and held there.
 
-Thin over ``relocate.db.constraints`` and ``relocate.db.held``. One DoFn, on one
-connection (one slot under ``--max-db-connections``), takes each converted batch:
+Thin over ``relocate.db.constraints``, ``relocate.db.held`` and ``relocate.db.stager``.
+One DoFn, on one connection (one slot under ``--max-db-connections``) used by a thread of
+its own (``BackgroundStager``: the next batch is converted while the server takes the
+last), takes each converted batch:
 
 * its constrained columns go into the run's staging tables. Once every batch is staged,
   one step asks PostgreSQL for the rows that break the target's CHECK and unique
@@ -11,7 +13,7 @@ connection (one slot under ``--max-db-connections``), takes each converted batch
   its place in Beam: the rows wait for their stage in the target, not in the runner's
   memory.
 
-A batch at a time, so nothing accumulates.
+At most two batches wait for the thread, so nothing accumulates.
 """
 
 from __future__ import annotations
@@ -23,17 +25,21 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from relocate.beam.gate import trigger
 from relocate.beam.write import _PostgresFn, connect
-from relocate.db.constraints import ModelConstraints, drop_staging, find_violations, stage_rows
+from relocate.db.constraints import ModelConstraints, drop_staging, find_violations
 from relocate.db.handler import Finding
-from relocate.db.held import hold
+from relocate.db.stager import FINDING, HELD, BackgroundStager
+from relocate.db.stager import STAGED as STAGED_ROWS
 from relocate.logic.convert import PackedBatch
 from relocate.logic.settings import ImportSettings
 
 FINDINGS = "findings"
 STAGED = "staged"
+#: The stager's result kinds -> this step's output tags.
+_TAGS = {FINDING: FINDINGS, STAGED_ROWS: STAGED}
 
 log = logging.getLogger("relocate.constraints")
 
@@ -48,20 +54,25 @@ class _StageFn(_PostgresFn):
 
     def setup(self) -> None:
         super().setup()
-        self._created: set[str] = set()
+        # One per DoFn instance: it keeps the staging tables it knows to exist.
+        self._stager = BackgroundStager(self.connection, self._settings.run_id, self._plans)
+
+    def start_bundle(self) -> None:
+        self._stager.close()  # a thread left by a bundle that failed
 
     def process(self, batch: PackedBatch) -> Iterator[Any]:
-        conn = self.connection()
-        plan = self._plans.get(batch[0])
-        if plan is not None:
-            staged, findings = stage_rows(conn, plan, batch, self._created)
-            for finding in findings:
-                yield beam.pvalue.TaggedOutput(FINDINGS, finding)
-            yield beam.pvalue.TaggedOutput(STAGED, staged)
-        yield hold(conn, self._settings.run_id, batch)
+        for tag, value in self._stager.put(batch):
+            yield value if tag == HELD else beam.pvalue.TaggedOutput(_TAGS[tag], value)
 
-    def finish_bundle(self) -> None:
+    def finish_bundle(self) -> Iterator[Any]:
+        for tag, value in self._stager.finish():
+            windowed = GlobalWindows.windowed_value(value)
+            yield windowed if tag == HELD else beam.pvalue.TaggedOutput(_TAGS[tag], windowed)
         self.release_connection()
+
+    def teardown(self) -> None:
+        self._stager.close()
+        super().teardown()
 
 
 class _ViolationsFn(beam.DoFn):

@@ -236,6 +236,30 @@ def _under_planner(
     return statement_cur
 
 
+def under_nested_loops(
+    cur: psycopg.Cursor, action: Callable[[], Any]
+) -> Any:
+    """Runs ``action`` (statements that select rows by their keys, ``id = ANY(...)``, and
+    join them to their parents by primary key) with the planner held to index scans and
+    nested loops, as ``index_statement`` does; returns what it returns.
+
+    On the statistics of a table the import is filling (autovacuum analyses it about once
+    a minute), the planner took a few thousand rows for tens of thousands: it read the
+    whole table and hashed the parent's for every batch (20 ms a batch of member teams at
+    1M rows, growing with the table). The settings are the transaction's
+    (``set_config(..., true)``) and are put back when ``action`` returns; when it raises,
+    the transaction (or its savepoint) is rolled back anyway.
+    """
+
+    def settings(value: str) -> str:
+        return "SELECT " + ", ".join(f"set_config('{n}', '{value}', true)" for n in _NESTED_ONLY)
+
+    cur.execute(settings("off"))
+    result = action()
+    cur.execute(settings("on"))
+    return result
+
+
 def index_lookup(
     cur: psycopg.Cursor, query: Any, params: Sequence[Any] | Mapping[str, Any]
 ) -> list[tuple]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from relocate.db.handler import WriteContext, insert_side_effects
+from relocate.db.handler import WriteContext, insert_side_effects, under_nested_loops
 from relocate.db.sql_literals import bigint_array
 
 log = logging.getLogger("relocate.replicas")
@@ -327,4 +327,7 @@ def write_replicas(ctx: WriteContext, source_table: str, ids: Sequence[int]) -> 
     statement = _statement(ctx, replica)
     if statement is None:
         return []
-    return insert_side_effects(ctx, statement, (bigint_array(sorted(ids)),), replica.table)
+    return under_nested_loops(
+        ctx.cur,
+        lambda: insert_side_effects(ctx, statement, (bigint_array(sorted(ids)),), replica.table),
+    )
