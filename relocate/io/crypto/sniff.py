@@ -15,9 +15,23 @@ from relocate.io.crypto.streams import _buffered, _chain_chunks, _is_seekable
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
 
 
+_JSON_WHITESPACE = b" \t\r\n"
+# What may follow an array's "[" in JSON: a value's first byte or the closing bracket.
+_JSON_VALUE_START = frozenset(b'{["]-0123456789tfn')
+
+
 def is_probably_plain_json(head: bytes) -> bool:
-    """Whether ``head`` (the first bytes of a file) starts like a JSON export (``[``)."""
-    return head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").startswith(b"[")
+    """Whether ``head`` (the first bytes of a file) starts like a JSON export.
+
+    That is an array: ``[``, then a value or ``]`` (or the end of ``head``), each after
+    optional whitespace and an optional UTF-8 byte order mark. Looking past the bracket
+    keeps binary junk that merely starts with the byte ``[`` from being called JSON.
+    """
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip(_JSON_WHITESPACE)
+    if not text.startswith(b"["):
+        return False
+    rest = text[1:].lstrip(_JSON_WHITESPACE)
+    return not rest or rest[0] in _JSON_VALUE_START
 
 
 def is_probably_tarball(head: bytes) -> bool:
