@@ -208,6 +208,32 @@ def test_insert_skipping_taken_inserts_as_on_conflict_do_nothing_would(db_dsn):
         assert rows == [(1, 1), (2, 2), (3, 3), (10, 10), (11, 11), (12, 12), (13, 13), (20, 20)]
 
 
+def test_often_taken_rows_skip_the_plain_attempt(db_dsn):
+    """Email rows of UserEmails are nearly always taken (the export's own Emails were
+    written a stage earlier): the statement goes straight to ON CONFLICT DO NOTHING. The
+    rows are the same as with the plain attempt first; what differs is the failed attempt,
+    seen here by the ids it drew before it hit the taken row."""
+    insert = "INSERT INTO emails (email) SELECT e FROM unnest(%s::text[]) AS t(e)"
+    with psycopg.connect(db_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TEMPORARY TABLE emails (id bigserial PRIMARY KEY, email text UNIQUE)"
+        )
+        cur.execute("INSERT INTO emails (email) VALUES ('b@x'), ('y@x')")  # ids 1, 2
+        batch = (["a@x", "b@x", "c@x"],)
+        direct = insert_skipping_taken(cur, insert, "RETURNING email", batch, often_taken=True)
+        assert sorted(direct) == [("a@x",), ("c@x",)]
+        # Three rows, three ids drawn (ON CONFLICT draws one for the taken row too).
+        assert cur.execute("SELECT last_value FROM emails_id_seq").fetchone() == (5,)
+        batch = (["d@x", "y@x", "e@x"],)
+        plain_first = insert_skipping_taken(cur, insert, "RETURNING email", batch)
+        assert sorted(plain_first) == [("d@x",), ("e@x",)]
+        # The plain attempt drew two ids (d@x, y@x) before it failed, then three more.
+        assert cur.execute("SELECT last_value FROM emails_id_seq").fetchone() == (10,)
+        assert cur.execute("SELECT email FROM emails ORDER BY email").fetchall() == [
+            (e,) for e in ("a@x", "b@x", "c@x", "d@x", "e@x", "y@x")
+        ]
+
+
 def test_chunk_records_written_over_two_connections_are_sentrys_chunks(db_dsn):
     """Each model's written rows, counted in file order, in chunks of 1000: the same
     records however many connections share the models out, and written once."""

@@ -439,7 +439,12 @@ def find_existing(
 
 
 def insert_skipping_taken(
-    cur: psycopg.Cursor, insert: str, returning: str, params: Sequence[Any] | Mapping[str, Any]
+    cur: psycopg.Cursor,
+    insert: str,
+    returning: str,
+    params: Sequence[Any] | Mapping[str, Any],
+    *,
+    often_taken: bool = False,
 ) -> list[tuple]:
     """Runs ``insert`` (an ``INSERT ... SELECT``) as ``ON CONFLICT DO NOTHING`` would:
     rows whose unique key is taken are skipped; returns the ``returning`` columns of the
@@ -458,7 +463,14 @@ def insert_skipping_taken(
         insert: the statement up to where ON CONFLICT would go (fixed SQL, no input).
         returning: the RETURNING clause, or "".
         params: the statement's parameters.
+        often_taken: rows whose key is taken are the usual case (Email rows: an address
+            the table holds already), so the plain attempt would fail nearly every batch,
+            spending its work and logging a unique violation in the server's log each
+            time; the statement runs with ``ON CONFLICT DO NOTHING`` at once.
     """
+    if often_taken:
+        cur.execute(f"{insert} ON CONFLICT DO NOTHING {returning}", params)  # type: ignore[arg-type]
+        return cur.fetchall() if returning else []
     try:
         with cur.connection.transaction():
             cur.execute(f"{insert} {returning}", params)  # type: ignore[arg-type]
@@ -496,11 +508,20 @@ def insert_side_effect(ctx: WriteContext, table: str, values: dict[str, Any]) ->
 
 
 def insert_side_effects(
-    ctx: WriteContext, statement: str, params: Sequence[Any], table: str
+    ctx: WriteContext,
+    statement: str,
+    params: Sequence[Any],
+    table: str,
+    *,
+    often_taken: bool = False,
 ) -> list[int]:
     """Runs an ``INSERT ... SELECT`` of side-effect rows (colliding rows skipped); records
-    the rows it created, for rollback; returns their ids."""
-    ids = [r[0] for r in insert_skipping_taken(ctx.cur, statement, "RETURNING id", params)]
+    the rows it created, for rollback; returns their ids. ``often_taken``: see
+    ``insert_skipping_taken``."""
+    inserted = insert_skipping_taken(
+        ctx.cur, statement, "RETURNING id", params, often_taken=often_taken
+    )
+    ids = [r[0] for r in inserted]
     record_side_effects(ctx, table, ids)
     return ids
 

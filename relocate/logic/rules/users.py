@@ -200,7 +200,9 @@ def create_emails(ctx: WriteContext, emails: list[str]) -> None:
     """The Email rows Sentry's ``create_email`` receiver makes for new UserEmails.
 
     The unique index on lower(email) makes an address that exists already a no-op, as the
-    receiver's ignored IntegrityError does.
+    receiver's ignored IntegrityError does. For UserEmails that is the usual case, not the
+    exception: an export carries an Email row for every address, and Emails are written in
+    the stage before UserEmails. So the insert skips taken addresses from the start.
     """
     if emails:
         insert_side_effects(
@@ -209,6 +211,7 @@ def create_emails(ctx: WriteContext, emails: list[str]) -> None:
             "SELECT e, now() FROM unnest(%s::text[]) AS t(e)",
             (array_literal(emails),),
             "sentry_email",
+            often_taken=True,
         )
 
 
