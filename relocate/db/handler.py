@@ -468,16 +468,15 @@ def insert_skipping_taken(
             spending its work and logging a unique violation in the server's log each
             time; the statement runs with ``ON CONFLICT DO NOTHING`` at once.
     """
-    if often_taken:
-        cur.execute(f"{insert} ON CONFLICT DO NOTHING {returning}", params)  # type: ignore[arg-type]
-        return cur.fetchall() if returning else []
-    try:
-        with cur.connection.transaction():
-            cur.execute(f"{insert} {returning}", params)  # type: ignore[arg-type]
-            return cur.fetchall() if returning else []
-    except (psycopg.errors.UniqueViolation, psycopg.errors.ExclusionViolation):
-        cur.execute(f"{insert} ON CONFLICT DO NOTHING {returning}", params)  # type: ignore[arg-type]
-        return cur.fetchall() if returning else []
+    if not often_taken:
+        try:
+            with cur.connection.transaction():
+                cur.execute(f"{insert} {returning}", params)  # type: ignore[arg-type]
+                return cur.fetchall() if returning else []
+        except (psycopg.errors.UniqueViolation, psycopg.errors.ExclusionViolation):
+            pass  # a row is taken: the statement again, skipping taken rows
+    cur.execute(f"{insert} ON CONFLICT DO NOTHING {returning}", params)  # type: ignore[arg-type]
+    return cur.fetchall() if returning else []
 
 
 def record_side_effects(ctx: WriteContext, table: str, ids: Iterable[int]) -> None:
