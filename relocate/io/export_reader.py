@@ -59,6 +59,10 @@ _CONTAINER_MARK = re.compile(r'["\[\]{}]')
 _SCALAR = re.compile(r"[^\s,\]}]*")
 
 
+#: ``BadRow.model`` of an element whose model cannot be read.
+UNKNOWN_MODEL = "<unknown>"
+
+
 class ExportFormatError(ValueError):
     """The export is not a JSON array of rows, or it is cut short."""
 
@@ -85,7 +89,7 @@ class BadRow:
 
     Attributes:
         position: 1-based position of the element in the array.
-        model: the model name when it could be read (else ``"<unknown>"``).
+        model: the model name when it could be read (else ``UNKNOWN_MODEL``).
         ordinal: the per-model ordinal when the model could be read (else the position).
         pk: the pk as found, when any.
         reason: what is wrong.
@@ -330,6 +334,8 @@ class _Reader:
         ).scan_once
         self._position = 0  # elements read
         self._ordinals: dict[str, int] = {}
+        #: Where the element last yielded starts: characters from the start of the text.
+        self.start = 0
 
     def items(self) -> Iterator[Row | BadRow]:
         text = self._text
@@ -343,6 +349,7 @@ class _Reader:
                 # The common case inline (a complete, valid row); anything else, and a row
                 # the text read so far cuts, takes the careful path.
                 start = text.pos
+                self.start = text.consumed + start
                 try:
                     element, end = scan(text.buf, start)
                 except (StopIteration, ValueError, RecursionError, _Unreadable, _NotJson):
@@ -471,7 +478,7 @@ class _Reader:
             self._position += 1
             return BadRow(
                 self._position,
-                "<unknown>",
+                UNKNOWN_MODEL,
                 self._position,
                 None,
                 f"an element of the export must be an object, not {kind} ({problem})",
@@ -490,7 +497,7 @@ class _Reader:
         pk = element.get("pk")
         return BadRow(
             self._position,
-            name or "<unknown>",
+            name or UNKNOWN_MODEL,
             ordinal,
             None if isinstance(pk, (dict, list)) else pk,
             "; ".join(problems),
@@ -586,7 +593,7 @@ class _Reader:
             pk = element.get("pk") if isinstance(element, dict) else None
             if isinstance(pk, (dict, list)):
                 pk = None  # nothing deep crosses the pipeline
-            return BadRow(self._position, name or "<unknown>", ordinal, pk, problem)
+            return BadRow(self._position, name or UNKNOWN_MODEL, ordinal, pk, problem)
         assert name is not None
         return Row(name, ordinal, element["pk"], element["fields"])
 
@@ -623,6 +630,20 @@ def iter_export(stream: BinaryIO) -> Iterator[Row | BadRow]:
         ExportFormatError: the input is not a JSON array, or is not valid JSON (truncated,
             invalid UTF-8, ...). The message gives the position of the last good element.
     """
+    yield from _open_reader(stream).items()
+
+
+def iter_export_with_starts(stream: BinaryIO) -> Iterator[tuple[int, Row | BadRow]]:
+    """Yields ``(start, row)`` for the rows of an export, in file order: ``start`` is
+    where the row's element begins, in characters from the start of the export (a
+    property of the text, the same for every reader of it). As ``iter_export``."""
+    reader = _open_reader(stream)
+    for item in reader.items():
+        yield reader.start, item
+
+
+def _open_reader(stream: BinaryIO) -> _Reader:
+    """A reader of the export's array, once its first bytes say it may be one."""
     stream = _peekable(stream)
     raw = stream.peek(512)[:512]
     head = raw.lstrip()
@@ -637,7 +658,7 @@ def iter_export(stream: BinaryIO) -> Iterator[Row | BadRow]:
         raise ExportFormatError(
             f"the export must be a JSON array of rows; it starts with {head[:16]!r}"
         )
-    yield from _Reader(stream).items()
+    return _Reader(stream)
 
 
 def _peekable(stream: BinaryIO) -> io.BufferedReader:
