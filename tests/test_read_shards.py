@@ -272,3 +272,21 @@ def test_generated_tenants_read_the_same_split_across_readers(tmp_path, shuffle)
         ]
         if not shuffle:
             assert len(runs) == len(set(runs))
+
+
+def test_only_reader_0_reads_an_export_of_unknown_size(tmp_path, monkeypatch):
+    """Standard input can be read once, and a size nobody can tell gives no segments:
+    reader 0 emits every row, the others read nothing."""
+    src = _export(tmp_path / "e.json")
+    single, single_bad = _read(src, 1, 0)
+    monkeypatch.setattr(
+        "relocate.beam.read._ReadProgress.export_size", lambda self, path, report: None
+    )
+    assert _read(src, 2, 0) == (single, single_bad)
+    assert _read(src, 2, 1) == ([], [])
+
+
+def test_readers_after_the_first_leave_standard_input_alone():
+    fn = _ReadExportFn("-", None, KNOWN, None, 2, USER_FIELDS)
+    fn.setup()
+    assert list(fn.process(1)) == []  # pytest's stdin raises on a read

@@ -203,20 +203,22 @@ class _ReadExportFn(beam.DoFn):
         from relocate.io.crypto import input_kind_error, open_plaintext, read_head
 
         path = self._path
+        if path == "-" and shard > 0:
+            return  # standard input can be read once: reader 0 reads it all
         source = open_source(path)
         self._progress = _ReadProgress(self._settings, source)
         size = self._progress.export_size(path, report=shard == 0)
         text_size = None
-        if size is not None:
+        if size and path != "-":
             text_size = int(size * ENCRYPTED_TEXT_PER_BYTE) if self._decryption else size
         segment = self._segment(shard, text_size)
         try:
+            if segment is None:
+                return
             head, stream = read_head(source)
             problem = input_kind_error(head, decrypting=self._decryption is not None)
             if problem is not None:
                 raise ExportFormatError(problem)
-            if segment is None:
-                return
             if self._decryption is not None:
                 with open_plaintext(stream, self._decryption) as plain:
                     yield from self._rows_of(plain, *segment)
@@ -229,8 +231,8 @@ class _ReadExportFn(beam.DoFn):
 
     def _segment(self, shard: int, text_size: int | None) -> tuple[int, int | None] | None:
         """Reader ``shard``'s segment: (first character, the character it stops at; None:
-        the end). None: no rows (the size of the export is not known: reader 0 reads it
-        all)."""
+        the end). None: no rows (the size of the export is not known, or it is standard
+        input: reader 0 reads it all)."""
         shards = self._shards
         if shards <= 1:
             return 0, None
