@@ -130,13 +130,42 @@ def _tree_rss_kb(root: int, include_root: bool = True) -> int:
 # measures, because Linux carries a process's pre-exec peak (for a fork or vfork child: the
 # parent's whole RSS) over into ru_maxrss: measured from the harness, the harness's own
 # memory would count as the import's.
+# It also writes the CPU seconds of the whole tree (user and system; Beam's workers are
+# the launcher's children, reaped by it, so they count).
 _WRAPPER = (
     "import resource, subprocess, sys\n"
     "code = subprocess.call(sys.argv[2:])\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
     "with open(sys.argv[1], 'w') as f:\n"
-    "    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "    f.write(f'{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}')\n"
     "sys.exit(code)\n"
 )
+
+
+def server_cpu_seconds(data_dir: Path) -> float | None:
+    """CPU seconds the cluster's processes have used so far (Linux): the postmaster's own
+    and its ended children's (cutime, cstime), plus its running children's. The difference
+    across a run is the server's CPU for it, background workers included. None without
+    /proc."""
+    def fields(pid: str | int) -> list[str]:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on
+
+    try:
+        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+        ticks = sum(int(x) for x in fields(postmaster)[11:15])
+    except (OSError, ValueError, IndexError):
+        return None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            child = fields(entry)
+        except OSError:
+            continue
+        if int(child[1]) == postmaster:
+            ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -148,6 +177,8 @@ class ChildRun:
     max_rss_mb: float
     tree_rss_mb: float
     log: str = ""
+    #: CPU seconds of the command's whole tree (user and system).
+    cpu_seconds: float = 0.0
 
 
 def run_measured(argv: list[str], log_path: Path, sample_every: float = 0.2) -> ChildRun:
@@ -179,9 +210,10 @@ def run_measured(argv: list[str], log_path: Path, sample_every: float = 0.2) -> 
         done.set()
     if sampler.is_alive():
         sampler.join()
-    max_rss_kb = int(rss_file.read_text()) if rss_file.exists() else 0
+    max_rss_kb, cpu = (rss_file.read_text().split() if rss_file.exists() else ["0", "0"])
     text = log_path.read_text(errors="replace")
-    return ChildRun(code, seconds, max_rss_kb / 1024, peak[0] / 1024, text[-4000:])
+    return ChildRun(code, seconds, int(max_rss_kb) / 1024, peak[0] / 1024, text[-4000:],
+                    float(cpu))
 
 
 def _relocate_argv() -> list[str]:
@@ -250,7 +282,7 @@ def table_counts(dsn: str, tables: list[str]) -> dict[str, int]:
 
 
 def copy_anchor(server_dsn: str, source_dsn: str, target_db: str, tables: list[str],
-                workdir: Path) -> dict[str, Any]:
+                workdir: Path, data_dir: Path | None = None) -> dict[str, Any]:
     """Dumps ``tables`` with COPY TO and loads them into a fresh schema with COPY FROM."""
     files: list[tuple[str, Path]] = []
     start = time.perf_counter()
@@ -265,6 +297,8 @@ def copy_anchor(server_dsn: str, source_dsn: str, target_db: str, tables: list[s
             files.append((table, path))
     dump_seconds = time.perf_counter() - start
     target_dsn = _create_db(server_dsn, target_db, schema=True)
+    server_before = server_cpu_seconds(data_dir) if data_dir else None
+    client_before = time.process_time()
     start = time.perf_counter()
     with psycopg.connect(target_dsn) as conn:
         for table, path in files:
@@ -274,12 +308,18 @@ def copy_anchor(server_dsn: str, source_dsn: str, target_db: str, tables: list[s
                 while block := f.read(_COPY_BLOCK):
                     copy.write(block)
     load_seconds = time.perf_counter() - start
+    client_cpu = time.process_time() - client_before
+    server_after = server_cpu_seconds(data_dir) if data_dir else None
     size = sum(p.stat().st_size for _, p in files)
     for _, path in files:
         path.unlink()
     _drop_db(server_dsn, target_db)
-    return {"tables": len(files), "dump_seconds": round(dump_seconds, 3),
-            "load_seconds": round(load_seconds, 3), "bytes": size}
+    result = {"tables": len(files), "dump_seconds": round(dump_seconds, 3),
+              "load_seconds": round(load_seconds, 3), "bytes": size,
+              "load_client_cpu_s": round(client_cpu, 2)}
+    if server_before is not None and server_after is not None:
+        result["load_server_cpu_s"] = round(server_after - server_before, 2)
+    return result
 
 
 def pg_restore_anchor(cluster: LocalCluster, server_dsn: str, source_db: str,
@@ -331,7 +371,9 @@ def bench_one(n: int, cluster: LocalCluster, settings: Settings) -> dict[str, An
     argv = [*_relocate_argv(), "import", settings.scope, str(export), "--dsn", dsn,
             "--no-prompt", "--silent", "--import-uuid", import_uuid, *settings.import_args]
     _log(f"[{n:,}] importing: {' '.join(argv[1:])}")
+    server_before = server_cpu_seconds(cluster.data_dir)
     run = run_measured(argv, settings.workdir / f"import-{n}.log")
+    server_after = server_cpu_seconds(cluster.data_dir)
     if run.code != 0:
         _log(f"[{n:,}] import failed with exit status {run.code}:\n{run.log}")
     stages = stage_times(dsn, import_uuid)
@@ -351,9 +393,12 @@ def bench_one(n: int, cluster: LocalCluster, settings: Settings) -> dict[str, An
             "written_per_s": round(written / run.seconds, 1),
             "peak_rss_mb": round(run.max_rss_mb, 1),
             "peak_tree_rss_mb": round(run.tree_rss_mb, 1),
+            "cpu_s": round(run.cpu_seconds, 2),
             "stages": stages,
         },
     }
+    if server_before is not None and server_after is not None:
+        result["import"]["server_cpu_s"] = round(server_after - server_before, 2)
     if run.code != 0:
         result["import"]["log_tail"] = run.log
     if settings.anchors:
@@ -362,7 +407,8 @@ def bench_one(n: int, cluster: LocalCluster, settings: Settings) -> dict[str, An
         counts = table_counts(dsn, order)
         filled = [t for t in order if counts[t]]
         _log(f"[{n:,}] COPY anchor: {len(filled)} tables, {sum(counts.values()):,} rows")
-        copy = copy_anchor(server_dsn, dsn, f"{db}_copy", filled, settings.workdir)
+        copy = copy_anchor(server_dsn, dsn, f"{db}_copy", filled, settings.workdir,
+                           cluster.data_dir)
         copy["rows"] = sum(counts.values())
         copy["rows_per_s"] = round(copy["rows"] / copy["load_seconds"], 1) \
             if copy["load_seconds"] else None
@@ -377,6 +423,13 @@ def bench_one(n: int, cluster: LocalCluster, settings: Settings) -> dict[str, An
             "relocate_vs_pg_restore": round(run.seconds / restore["restore_seconds"], 2)
             if restore["restore_seconds"] else None,
         }
+        # CPU against CPU: steadier than wall time on a machine whose speed varies.
+        imp = result["import"]
+        if "server_cpu_s" in imp and "load_server_cpu_s" in copy:
+            copy_cpu = copy["load_server_cpu_s"] + copy["load_client_cpu_s"]
+            if copy_cpu > 0:
+                result["ratios"]["relocate_cpu_vs_copy_load_cpu"] = round(
+                    (imp["cpu_s"] + imp["server_cpu_s"]) / copy_cpu, 2)
     export.unlink()
     _drop_db(server_dsn, db)
     return result
@@ -446,6 +499,15 @@ def print_report(report: dict[str, Any]) -> None:
         stages = ", ".join(f"{s['stage']}: {s['rows']:,} rows in {s['seconds']:.1f} s"
                            for s in r["import"]["stages"])
         print(f"{r['rows']:,} rows, stages: {stages or 'none'}")
+        imp = r["import"]
+        if "server_cpu_s" in imp:
+            line = (f"  CPU: relocate {imp['cpu_s']:.1f} s + server {imp['server_cpu_s']:.1f} s")
+            if "load_server_cpu_s" in r.get("copy", {}):
+                c = r["copy"]
+                line += (f"; COPY load: server {c['load_server_cpu_s']:.1f} s + client "
+                         f"{c['load_client_cpu_s']:.1f} s; relocate / COPY "
+                         f"x{r['ratios'].get('relocate_cpu_vs_copy_load_cpu', '-')}")
+            print(line)
         if r["import"]["exit_code"]:
             print(f"  import exit status {r['import']['exit_code']} (see log_tail in the JSON)")
     for s in report["scaling"]:
