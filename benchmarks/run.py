@@ -88,9 +88,10 @@ def _drop_db(server_dsn: str, name: str) -> None:
 
 # -- the import, with its memory ---------------------------------------------------------
 
-def _tree_rss_kb(root: int, include_root: bool = True) -> int:
-    """Sum of VmRSS (kB) over ``root``'s descendants and, optionally, itself (/proc)."""
-    parents: dict[int, int] = {}
+def _proc_stats() -> dict[int, list[str]]:
+    """pid -> the fields of /proc/<pid>/stat from the third (state) on, for every process
+    (the command name may hold spaces and parentheses: split after the last ')')."""
+    stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -99,9 +100,13 @@ def _tree_rss_kb(root: int, include_root: bool = True) -> int:
                 stat = f.read()
         except OSError:
             continue
-        # The command name may hold spaces and parentheses: split after the last ')'.
-        fields = stat[stat.rfind(b")") + 2:].split()
-        parents[int(entry)] = int(fields[1])
+        stats[int(entry)] = stat[stat.rfind(b")") + 2:].decode().split()
+    return stats
+
+
+def _tree_rss_kb(root: int, include_root: bool = True) -> int:
+    """Sum of VmRSS (kB) over ``root``'s descendants and, optionally, itself (/proc)."""
+    parents = {pid: int(fields[1]) for pid, fields in _proc_stats().items()}
     tree, frontier = {root}, [root]
     children: dict[int, list[int]] = {}
     for pid, ppid in parents.items():
@@ -147,24 +152,18 @@ def server_cpu_seconds(data_dir: Path) -> float | None:
     and its ended children's (cutime, cstime), plus its running children's. The difference
     across a run is the server's CPU for it, background workers included. None without
     /proc."""
-    def fields(pid: str | int) -> list[str]:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on
-
     try:
         postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-        ticks = sum(int(x) for x in fields(postmaster)[11:15])
-    except (OSError, ValueError, IndexError):
+        stats = _proc_stats()
+        # utime, stime, cutime, cstime of the postmaster; utime, stime of its children.
+        ticks = sum(int(x) for x in stats[postmaster][11:15])
+    except (OSError, ValueError, IndexError, KeyError):
         return None
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            child = fields(entry)
-        except OSError:
-            continue
-        if int(child[1]) == postmaster:
-            ticks += int(child[11]) + int(child[12])
+    ticks += sum(
+        int(fields[11]) + int(fields[12])
+        for fields in stats.values()
+        if int(fields[1]) == postmaster
+    )
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -146,9 +146,6 @@ class Segment:
         self._begin = begin
         self._end = end
         self._inside = begin == 0
-        #: Set when the row ``takes`` was asked about is the first of a segment that
-        #: does not start the export.
-        self.entered = False
         #: Set when it is the first row after the segment: the reader stops.
         self.finished = False
 
@@ -156,11 +153,9 @@ class Segment:
         """Whether the reader emits the row whose element starts at ``start``."""
         opens_run = (ordinal - 1) % ROWS_PER_ELEMENT == 0
         if not self._inside:
-            self.entered = self._inside = start >= self._begin and opens_run
+            self._inside = start >= self._begin and opens_run
             if not self._inside:
                 return False
-        else:
-            self.entered = False
         end = self._end
         if end is not None and start >= end and opens_run:
             self.finished = True
@@ -258,7 +253,7 @@ class _ReadExportFn(beam.DoFn):
                 if segment.finished:
                     break  # the next reader reports from here
                 continue  # read for the ordinals of the rows after it
-            if segment.entered:
+            if count == 0 and begin > 0:
                 progress.begin(at_start=False)  # the reader before reported up to here
             count += 1
             unposted += 1

@@ -59,10 +59,6 @@ _CONTAINER_MARK = re.compile(r'["\[\]{}]')
 _SCALAR = re.compile(r"[^\s,\]}]*")
 
 
-#: ``BadRow.model`` of an element whose model cannot be read.
-UNKNOWN_MODEL = "<unknown>"
-
-
 class ExportFormatError(ValueError):
     """The export is not a JSON array of rows, or it is cut short."""
 
@@ -89,7 +85,7 @@ class BadRow:
 
     Attributes:
         position: 1-based position of the element in the array.
-        model: the model name when it could be read (else ``UNKNOWN_MODEL``).
+        model: the model name when it could be read (else ``"<unknown>"``).
         ordinal: the per-model ordinal when the model could be read (else the position).
         pk: the pk as found, when any.
         reason: what is wrong.
@@ -478,7 +474,7 @@ class _Reader:
             self._position += 1
             return BadRow(
                 self._position,
-                UNKNOWN_MODEL,
+                "<unknown>",
                 self._position,
                 None,
                 f"an element of the export must be an object, not {kind} ({problem})",
@@ -497,7 +493,7 @@ class _Reader:
         pk = element.get("pk")
         return BadRow(
             self._position,
-            name or UNKNOWN_MODEL,
+            name or "<unknown>",
             ordinal,
             None if isinstance(pk, (dict, list)) else pk,
             "; ".join(problems),
@@ -593,7 +589,7 @@ class _Reader:
             pk = element.get("pk") if isinstance(element, dict) else None
             if isinstance(pk, (dict, list)):
                 pk = None  # nothing deep crosses the pipeline
-            return BadRow(self._position, name or UNKNOWN_MODEL, ordinal, pk, problem)
+            return BadRow(self._position, name or "<unknown>", ordinal, pk, problem)
         assert name is not None
         return Row(name, ordinal, element["pk"], element["fields"])
 
